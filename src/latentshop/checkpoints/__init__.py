@@ -1,0 +1,3 @@
+"""latentshop.checkpoints."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""latentshop.cli."""
+
+__all__: list[str] = []

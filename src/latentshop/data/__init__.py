@@ -1,0 +1,3 @@
+"""latentshop.data."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""latentshop.models."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""latentshop.ops."""
+
+__all__: list[str] = []

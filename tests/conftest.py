@@ -1,0 +1,34 @@
+"""Shared test helpers: where ``../shared/fixtures`` lives and how to read it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+FIXTURES = SHARED / "fixtures"
+
+NV_FIXTURES = ["nv_a_uncond64", "nv_b_uncond32_map2", "nv_c_cond32_c5", "nv_d_uncond16_clamp"]
+NV_WITH_D = ["nv_a_uncond64", "nv_c_cond32_c5"]
+
+
+def fixture_path(name: str) -> Path:
+    """Path of a file in ``../shared/fixtures``; skips the test only when the folder is absent."""
+    if not FIXTURES.is_dir():
+        pytest.skip("../shared/fixtures is not present (it is beside the checkout in CI)")
+    path = FIXTURES / name
+    assert path.exists(), f"fixture {name} missing from {FIXTURES}"
+    return path
+
+
+def load_npz(name: str) -> dict[str, np.ndarray]:
+    with np.load(fixture_path(name)) as f:
+        return {k: f[k] for k in f.files}
+
+
+def load_json(name: str) -> dict:
+    return json.loads(fixture_path(name).read_text())
