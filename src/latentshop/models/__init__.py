@@ -1,3 +1,5 @@
-"""latentshop.models."""
+"""Network definitions: StyleGAN2 generator and discriminator, and their shared layers."""
 
-__all__: list[str] = []
+from latentshop.models.stylegan2 import Discriminator, Generator, MappingNetwork, SynthesisNetwork
+
+__all__ = ["Discriminator", "Generator", "MappingNetwork", "SynthesisNetwork"]
