@@ -1,5 +1,20 @@
-"""latentshop: edit images with GANs."""
+"""latentshop: edit images with GANs.
 
+The main entry points:
+
+>>> import latentshop
+>>> sorted(latentshop.list_checkpoint_formats())
+['latentshop', 'nvidia-pickle', 'rosinality']
+"""
+
+from latentshop.checkpoints import (
+    convert_checkpoint,
+    list_checkpoint_formats,
+    list_models,
+    load_discriminator,
+    load_generator,
+    read_checkpoint,
+)
 from latentshop.errors import CheckpointError, ConfigError, ImageError, LatentshopError, ShapeError
 
 __version__ = "0.1.0"
@@ -11,4 +26,10 @@ __all__ = [
     "LatentshopError",
     "ShapeError",
     "__version__",
+    "convert_checkpoint",
+    "list_checkpoint_formats",
+    "list_models",
+    "load_discriminator",
+    "load_generator",
+    "read_checkpoint",
 ]

@@ -1,3 +1,3 @@
-"""latentshop.cli."""
+"""The command line: thin wiring of the library's functions (see ``latentshop --help``)."""
 
 __all__: list[str] = []

@@ -1,3 +1,5 @@
-"""latentshop.data."""
+"""Data at the two ends of the pipeline: image files in and out."""
 
-__all__: list[str] = []
+from latentshop.data.images import atomic_write_bytes, make_grid, save_image, to_uint8
+
+__all__ = ["atomic_write_bytes", "make_grid", "save_image", "to_uint8"]

@@ -1,0 +1,27 @@
+"""The ``latentshop`` command: one sub-command per stage of the pipeline."""
+
+from __future__ import annotations
+
+import typer
+
+from latentshop.cli.checkpoint import convert, info
+from latentshop.cli.generate import generate, mix
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="latentshop",
+    help="Edit images with GANs: load StyleGAN2 checkpoints, generate, mix styles, convert formats.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command()(generate)
+app.command()(mix)
+app.command()(info)
+app.command()(convert)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
