@@ -149,6 +149,11 @@ def write_native(
     try:
         save_file(tensors, str(tmp / WEIGHTS_NAME), metadata={"format": "pt", "latentshop_format_version": str(FORMAT_VERSION)})
         (tmp / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o777 & ~mask)  # mkdtemp makes a private folder; publish it with the usual permissions
+        for f in tmp.iterdir():
+            os.chmod(f, 0o666 & ~mask)
         if out.exists():
             old = out.with_name(f".{out.name}.old")
             shutil.rmtree(old, ignore_errors=True)

@@ -19,11 +19,11 @@ needed between them (both were applied when each was converted from TensorFlow).
 up-sampling blur kernels hold the normalized ``[1, 3, 3, 1]`` filter times 4 (the up-sampling
 gain), NVIDIA's ``resample_filter`` buffers the normalized filter itself.
 
-Example:
-    >>> from latentshop.checkpoints.rosinality import read_rosinality, generator_from_rosinality
-    >>> ckpt = read_rosinality("stylegan2-ffhq-config-f.pt")  # doctest: +SKIP
-    >>> init_kwargs, state = generator_from_rosinality(  # doctest: +SKIP
-    ...     ckpt.g_ema, latent_avg=ckpt.latent_avg, path=ckpt.path)
+Example (needs a checkpoint file)::
+
+    from latentshop.checkpoints.rosinality import read_rosinality, generator_from_rosinality
+    ckpt = read_rosinality("stylegan2-ffhq-config-f.pt")
+    init_kwargs, state = generator_from_rosinality(ckpt.g_ema, latent_avg=ckpt.latent_avg, path=ckpt.path)
 """
 
 from __future__ import annotations
@@ -138,9 +138,8 @@ def read_rosinality(path: str | os.PathLike) -> RosinalityCheckpoint:
             neither ``'g_ema'`` nor ``'g'``, or holds state dicts of another layout.
 
     Example:
-        >>> ckpt = read_rosinality("550000.pt")  # doctest: +SKIP
-        >>> sorted(ckpt.other_keys)  # doctest: +SKIP
-        ['ada_aug_p', 'd_optim', 'g_optim']
+        ckpt = read_rosinality("550000.pt")
+        sorted(ckpt.other_keys)  # ['ada_aug_p', 'd_optim', 'g_optim']
     """
     path_str = str(path)
     try:
@@ -557,9 +556,9 @@ def generator_from_rosinality(
             inconsistent shapes) or uses a blur kernel other than ``[1, 3, 3, 1]``.
 
     Example:
-        >>> ckpt = read_rosinality("ros.pt")  # doctest: +SKIP
-        >>> kwargs, state = generator_from_rosinality(ckpt.g_ema, latent_avg=ckpt.latent_avg)  # doctest: +SKIP
-        >>> G = Generator(**kwargs); G.load_state_dict(state)  # doctest: +SKIP
+        ckpt = read_rosinality("ros.pt")
+        kwargs, state = generator_from_rosinality(ckpt.g_ema, latent_avg=ckpt.latent_avg)
+        G = Generator(**kwargs); G.load_state_dict(state)
     """
     info = _parse_ros_generator(sd, path)
     d, n_mlp, widths = info["style_dim"], info["n_mlp"], info["widths"]
@@ -676,8 +675,8 @@ def generator_to_rosinality(
             mis-shaped keys, a resample filter other than ``[1, 3, 3, 1]``).
 
     Example:
-        >>> g_ema, latent_avg = generator_to_rosinality(G.init_kwargs, G.state_dict())  # doctest: +SKIP
-        >>> write_rosinality("out.pt", g_ema=g_ema, latent_avg=latent_avg)  # doctest: +SKIP
+        g_ema, latent_avg = generator_to_rosinality(G.init_kwargs, G.state_dict())
+        write_rosinality("out.pt", g_ema=g_ema, latent_avg=latent_avg)
     """
     res_list = _check_nv_generator_kwargs(init_kwargs)
     sk = dict(init_kwargs.get("synthesis_kwargs") or {})
@@ -779,7 +778,7 @@ def discriminator_from_rosinality(
             ``[1, 3, 3, 1]``.
 
     Example:
-        >>> kwargs, state = discriminator_from_rosinality(read_rosinality("ros.pt").d)  # doctest: +SKIP
+        kwargs, state = discriminator_from_rosinality(read_rosinality("ros.pt").d)
     """
     widths = _parse_ros_discriminator(sd, path)
     img_res = max(widths)
@@ -828,7 +827,7 @@ def discriminator_to_rosinality(
         CheckpointError: the state does not match the architecture.
 
     Example:
-        >>> d = discriminator_to_rosinality(D.init_kwargs, D.state_dict())  # doctest: +SKIP
+        d = discriminator_to_rosinality(D.init_kwargs, D.state_dict())
     """
     what = "rosinality export"
     if int(init_kwargs.get("c_dim", 0)) != 0:
@@ -905,8 +904,8 @@ def write_rosinality(
         CheckpointError: a state dict is not in rosinality's layout, or the file cannot be written.
 
     Example:
-        >>> g_ema, avg = generator_to_rosinality(G.init_kwargs, G.state_dict())  # doctest: +SKIP
-        >>> write_rosinality("G.pt", g_ema=g_ema, latent_avg=avg)  # doctest: +SKIP
+        g_ema, avg = generator_to_rosinality(G.init_kwargs, G.state_dict())
+        write_rosinality("G.pt", g_ema=g_ema, latent_avg=avg)
     """
     path = Path(path)
     payload: dict[str, Any] = {}
