@@ -205,5 +205,5 @@ def modulated_conv2d(
     x = conv2d_resample(x, w.to(x.dtype), f=resample_filter, up=up, down=down, padding=padding, groups=batch_size, flip_weight=flip_weight)
     x = x.reshape(batch_size, -1, *x.shape[2:])
     if noise is not None:
-        x = x + noise
+        x = x + noise.to(x.dtype)  # keep half-precision blocks in half precision
     return x
