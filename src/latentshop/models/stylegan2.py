@@ -32,6 +32,7 @@ from torch import nn
 from latentshop.errors import ConfigError, ShapeError
 from latentshop.models.layers import Conv2dLayer, FullyConnectedLayer, MinibatchStdLayer, normalize_2nd_moment
 from latentshop.ops import ACTIVATIONS, bias_act, downsample2d, modulated_conv2d, setup_filter, upsample2d
+from latentshop.ops.fast import compute_dtype, fast_modulated_layer, fast_torgb, fast_upsample2d
 
 __all__ = [
     "MappingNetwork",
@@ -251,6 +252,35 @@ class SynthesisLayer(nn.Module):
         act_clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
         return bias_act(x, self.bias.to(x.dtype), act=self.activation, gain=self.act_gain * gain, clamp=act_clamp)
 
+    def _noise(self, x: torch.Tensor, noise_mode: str) -> torch.Tensor | None:
+        if self.use_noise and noise_mode == "random":
+            return torch.randn([x.shape[0], 1, self.resolution, self.resolution], device=x.device) * self.noise_strength
+        if self.use_noise and noise_mode == "const":
+            return self.noise_const * self.noise_strength
+        return None
+
+    def _forward_fast(
+        self,
+        x: torch.Tensor,
+        styles: torch.Tensor,
+        *,
+        noise_mode: str = "const",
+        gain: float = 1.0,
+        premodulated: bool = False,
+        next_styles: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The ``impl="fast"`` forward: same result up to rounding, channels-last, in ``x.dtype``.
+
+        ``premodulated``/``next_styles`` hand the style scaling of a layer's input to the layer
+        before it (see :func:`~latentshop.ops.fast.fast_modulated_layer`).
+        """
+        act_clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
+        return fast_modulated_layer(
+            x, self.weight, styles, bias=self.bias, noise=self._noise(x, noise_mode), up=self.up, padding=self.padding,
+            resample_filter=self.resample_filter, flip_weight=self.up == 1, activation=self.activation,
+            gain=self.act_gain * gain, clamp=act_clamp, premodulated=premodulated, next_styles=next_styles,
+        )
+
     def extra_repr(self) -> str:
         return f"in_channels={self.in_channels}, out_channels={self.out_channels}, resolution={self.resolution}, up={self.up}"
 
@@ -272,6 +302,12 @@ class ToRGBLayer(nn.Module):
         """``x [N, C_in, R, R]`` and ``styles [N, C_in]`` (the raw affine output) to ``[N, C_img, R, R]``."""
         x = modulated_conv2d(x, self.weight, styles * self.weight_gain, demodulate=False, fused_modconv=fused_modconv)
         return bias_act(x, self.bias.to(x.dtype), clamp=self.conv_clamp)
+
+    def _forward_fast(self, x: torch.Tensor, styles: torch.Tensor) -> torch.Tensor:
+        """The ``impl="fast"`` forward: a batched matmul with per-sample ``[C_in, C_out]`` weights, float32 out."""
+        if self.weight.shape[2:] != (1, 1):
+            return self.forward(x, styles, fused_modconv=False).to(torch.float32)
+        return fast_torgb(x, self.weight, styles * self.weight_gain, bias=self.bias, clamp=self.conv_clamp)
 
     def extra_repr(self) -> str:
         return f"in_channels={self.in_channels}, out_channels={self.out_channels}"
@@ -348,21 +384,17 @@ class SynthesisBlock(nn.Module):
         batch_size = next(iter(styles.values())).shape[0]
         device = styles["conv1"].device
         if impl == "fast":
-            dtype = torch.float32
-            memory_format = torch.channels_last
-            fused_modconv = False
-        else:
-            dtype = _compute_dtype(self.use_fp16, device, force_fp32)
-            memory_format = torch.channels_last if self.channels_last and dtype == torch.float16 else torch.contiguous_format
-            if fused_modconv is None:
-                fused_modconv = (not self.training) and (dtype == torch.float32 or batch_size == 1)
+            return self.forward_fast(x, img, styles, noise_mode=noise_mode)
+        dtype = _compute_dtype(self.use_fp16, device, force_fp32)
+        memory_format = torch.channels_last if self.channels_last and dtype == torch.float16 else torch.contiguous_format
+        if fused_modconv is None:
+            fused_modconv = (not self.training) and (dtype == torch.float32 or batch_size == 1)
 
         if self.in_channels == 0:
             x = self.const.to(dtype=dtype).unsqueeze(0).repeat([batch_size, 1, 1, 1])
             x = x.contiguous(memory_format=memory_format)
         else:
-            if impl != "fast" or not torch.is_autocast_enabled(x.device.type):
-                x = x.to(dtype=dtype)
+            x = x.to(dtype=dtype)
             x = x.contiguous(memory_format=memory_format)
 
         layer = dict(noise_mode=noise_mode, fused_modconv=fused_modconv)
@@ -381,7 +413,57 @@ class SynthesisBlock(nn.Module):
             img = upsample2d(img, self.resample_filter)
         if self.is_last or self.architecture == "skip":
             y = self.torgb(x, styles["torgb"], fused_modconv=fused_modconv)
-            y = y.to(dtype=torch.float32).contiguous(memory_format=memory_format if impl == "fast" else torch.contiguous_format)
+            y = y.to(dtype=torch.float32).contiguous(memory_format=torch.contiguous_format)
+            img = img + y if img is not None else y
+        return x, img
+
+    def forward_fast(
+        self,
+        x: torch.Tensor | None,
+        img: torch.Tensor | None,
+        styles: Mapping[str, torch.Tensor],
+        *,
+        noise_mode: str = "const",
+        premodulated: bool = False,
+        next_styles: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The ``impl="fast"`` block: channels-last activations in the autocast dtype (float32 without
+        autocast), never cast back between layers; the image skip path stays float32.
+
+        Args:
+            premodulated: ``x`` already carries conv0's style scaling (applied by the block before).
+            next_styles: ``[N, C_out]`` styles of the next block's conv0: the output ``x`` is returned
+                scaled by them (one pass and one bfloat16 rounding fewer), and toRGB divides them out.
+        """
+        batch_size = styles["conv1"].shape[0]
+        dtype = compute_dtype(styles["conv1"].device)
+        if self.in_channels == 0:
+            x = self.const.unsqueeze(0).expand(batch_size, -1, -1, -1)  # float32: conv1 rounds const * styles once
+        else:
+            x = x.to(dtype=dtype)
+        x = x.contiguous(memory_format=torch.channels_last)
+
+        if self.in_channels == 0:
+            x = self.conv1._forward_fast(x, styles["conv1"], noise_mode=noise_mode, next_styles=next_styles)
+        elif self.architecture == "resnet":
+            if premodulated or next_styles is not None:
+                raise ConfigError("style folding across blocks does not apply to the resnet architecture")
+            y = self.skip(x, gain=np.sqrt(0.5)).to(dtype)
+            x = self.conv0._forward_fast(x, styles["conv0"], noise_mode=noise_mode)
+            x = self.conv1._forward_fast(x, styles["conv1"], noise_mode=noise_mode, gain=np.sqrt(0.5))
+            x = y + x
+        else:
+            # conv0's output feeds conv1 alone, so conv0 applies conv1's style scaling in its epilogue.
+            x = self.conv0._forward_fast(
+                x, styles["conv0"], noise_mode=noise_mode, premodulated=premodulated, next_styles=styles["conv1"]
+            )
+            x = self.conv1._forward_fast(x, styles["conv1"], noise_mode=noise_mode, premodulated=True, next_styles=next_styles)
+
+        if img is not None:
+            img = fast_upsample2d(img, self.resample_filter)
+        if self.is_last or self.architecture == "skip":
+            rgb_styles = styles["torgb"] if next_styles is None else styles["torgb"] / next_styles
+            y = self.torgb._forward_fast(x, rgb_styles)
             img = img + y if img is not None else y
         return x, img
 
@@ -456,9 +538,10 @@ class SynthesisNetwork(nn.Module):
         self._check_ws(ws)
         ws = ws.to(torch.float32)
         out: OrderedDict[str, torch.Tensor] = OrderedDict()
-        for name, idx in self.layer_ws.items():
-            layer = self.get_submodule(name)
-            out[name] = layer.affine(ws[:, idx])
+        # Style codes are small and every activation is scaled by them: keep them float32 under autocast.
+        with torch.autocast(ws.device.type, enabled=False):
+            for name, idx in self.layer_ws.items():
+                out[name] = self.get_submodule(name).affine(ws[:, idx])
         return out
 
     def _check_ws(self, ws: torch.Tensor) -> None:
@@ -501,12 +584,31 @@ class SynthesisNetwork(nn.Module):
             missing = [name for name in self.layer_ws if name not in styles]
             if missing:
                 raise ShapeError(f"styles lack layers {missing}")
+        if impl == "fast":
+            return self._forward_fast(styles, noise_mode=noise_mode)
         x = img = None
         for res, block in self.blocks():
             block_styles = {name: styles[f"b{res}.{name}"] for name in block.layer_names()}
             x, img = block(
                 x, img, block_styles, noise_mode=noise_mode, impl=impl, force_fp32=force_fp32, fused_modconv=fused_modconv
             )
+        return img.contiguous()
+
+    def _forward_fast(self, styles: Mapping[str, torch.Tensor], *, noise_mode: str) -> torch.Tensor:
+        # Each block hands the next block's conv0 style scaling to its own last epilogue, unless the
+        # architecture reuses the block input (resnet) or a style is exactly zero (toRGB divides by it).
+        blocks = list(self.blocks())
+        x = img = None
+        premodulated = False
+        for i, (res, block) in enumerate(blocks):
+            block_styles = {name: styles[f"b{res}.{name}"] for name in block.layer_names()}
+            next_styles = None
+            if i + 1 < len(blocks) and block.architecture != "resnet":
+                candidate = styles[f"b{blocks[i + 1][0]}.conv0"]
+                if bool((candidate != 0).all()):
+                    next_styles = candidate
+            x, img = block.forward_fast(x, img, block_styles, noise_mode=noise_mode, premodulated=premodulated, next_styles=next_styles)
+            premodulated = next_styles is not None
         return img.contiguous()
 
     def extra_repr(self) -> str:
