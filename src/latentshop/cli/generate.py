@@ -17,6 +17,9 @@ from latentshop.cli.common import console, handle_errors, parse_range, progress
 from latentshop.data.images import atomic_write_bytes, make_grid, save_image, to_uint8
 from latentshop.errors import ConfigError
 from latentshop.models.stylegan2 import Generator
+from latentshop.ops import fast
+
+COMPILE_HELP = "Compile the fast path's element-wise kernels (torch.compile): some seconds once, then faster; for big jobs."
 
 __all__ = ["generate", "mix", "seed_latents", "NoiseMode", "Precision"]
 
@@ -75,6 +78,7 @@ def generate(
     batch: int = typer.Option(8, min=1, help="Images rendered at once."),
     grid: bool = typer.Option(True, help="Also write grid.png with all images."),
     precision: Precision = typer.Option(Precision.fp32, help="bf16 is faster on CPUs with AMX / on GPUs, slightly less exact."),
+    compile_: bool = typer.Option(False, "--compile/--no-compile", help=COMPILE_HELP),
     device: str = typer.Option("auto", help="'auto', 'cpu', 'cuda' or 'cuda:N'."),
 ) -> None:
     """Render one image per seed (and a grid).
@@ -86,6 +90,7 @@ def generate(
       latentshop generate --model cond.pkl --class 3 --seeds 10,11 --noise-mode none -o out/
     """
     seed_list = parse_range(seeds, what="seeds")
+    fast.set_compile(compile_)
     G = load_generator(model, device=device)
     outdir.mkdir(parents=True, exist_ok=True)
     _write_run_options(outdir, dict(model=model, seeds=seed_list, trunc=trunc, trunc_cutoff=trunc_cutoff, class_idx=class_idx,
@@ -121,6 +126,7 @@ def mix(
     noise_mode: NoiseMode = typer.Option(NoiseMode.const, "--noise-mode", help="Per-layer noise."),
     outdir: Path = typer.Option(..., "--outdir", "-o", help="Folder for the figure and its cells."),
     precision: Precision = typer.Option(Precision.fp32, help="fp32 or bf16."),
+    compile_: bool = typer.Option(False, "--compile/--no-compile", help=COMPILE_HELP),
     device: str = typer.Option("auto", help="'auto', 'cpu', 'cuda' or 'cuda:N'."),
 ) -> None:
     """Style-mixing figure as in the StyleGAN paper: row seeds x column seeds.
@@ -133,6 +139,7 @@ def mix(
       latentshop mix --model ffhq.pkl --rows 85,100,75 --cols 55,821,1789 --styles 0-6 -o out/
     """
     row_seeds, col_seeds = parse_range(rows, what="row seeds"), parse_range(cols, what="column seeds")
+    fast.set_compile(compile_)
     G = load_generator(model, device=device)
     layers = parse_range(styles, what="style layers")
     bad = [i for i in layers if i >= G.num_ws]

@@ -37,20 +37,28 @@ from latentshop.ops.bias_act import ACTIVATIONS
 from latentshop.ops.conv import conv2d_resample
 from latentshop.ops.upfirdn2d import filter_size, upsample2d
 
-__all__ = ["compute_dtype", "demodulation_coefficients", "fast_modulated_layer", "fast_torgb", "fast_upsample2d"]
+__all__ = ["compute_dtype", "demodulation_coefficients", "fast_modulated_layer", "fast_torgb", "fast_upsample2d", "set_compile"]
 
 # Activations f with f(g * z) = g * f(z) for g > 0, so the gain can be folded into the scales.
 _HOMOGENEOUS = ("linear", "relu", "lrelu")
 
-# The lrelu epilogue (scale, offset, activation, clamp) is one memory pass when compiled with
-# torch.compile (inductor emits one vectorised loop), three in eager mode; bfloat16 element-wise
-# ops are slow in eager PyTorch on the CPU, so this matters most there. It is compiled lazily, on
-# the first activation of at least _COMPILE_MIN_NUMEL elements (tiny models and tests stay eager),
-# once per process (dynamic shapes), and any failure falls back to eager for good.
-# LATENTSHOP_COMPILE=0 disables it.
+# The lrelu epilogue (scale, offset, activation, clamp, next style) is one in-place memory pass
+# when compiled with torch.compile (inductor emits one vectorised loop) and four in eager mode;
+# eager bfloat16 element-wise ops are slow on the CPU, so it matters most there. It is compiled
+# lazily, on the first activation of at least _COMPILE_MIN_NUMEL elements (tiny models, tests and
+# autograd stay eager), once per dtype (dynamic shapes), and any failure falls back to eager for
+# good. The first compile costs some seconds per process; `set_compile(False)` (or the environment
+# variable LATENTSHOP_COMPILE=0) turns it off.
 _COMPILE_MIN_NUMEL = 1 << 20
+_compile_enabled = os.environ.get("LATENTSHOP_COMPILE", "1") != "0"
 _compiled_epilogue = None
 _compile_failed = False
+
+
+def set_compile(enabled: bool) -> None:
+    """Allow (default) or forbid ``torch.compile`` of the fast path's element-wise epilogue."""
+    global _compile_enabled
+    _compile_enabled = bool(enabled)
 
 
 def _lrelu_epilogue(
@@ -60,12 +68,19 @@ def _lrelu_epilogue(
     return (F.leaky_relu(torch.addcmul(offset, y, coef), alpha).clamp(-clamp, clamp) * post_scale).to(y.dtype)
 
 
+def _lrelu_epilogue_(
+    y: torch.Tensor, coef: torch.Tensor, offset: torch.Tensor, post_scale: torch.Tensor, alpha: float, clamp: float
+) -> torch.Tensor:
+    # In place: writing into y (a fresh convolution output) saves allocating and faulting in a new tensor.
+    return y.copy_(_lrelu_epilogue(y, coef, offset, post_scale, alpha, clamp))
+
+
 def _compiled_lrelu_epilogue():
-    global _compiled_epilogue, _compile_failed
-    if _compile_failed or os.environ.get("LATENTSHOP_COMPILE", "1") == "0" or not hasattr(torch, "compile"):
+    global _compiled_epilogue
+    if _compile_failed or not _compile_enabled or not hasattr(torch, "compile"):
         return None
     if _compiled_epilogue is None:
-        _compiled_epilogue = torch.compile(_lrelu_epilogue, dynamic=True, fullgraph=True)
+        _compiled_epilogue = torch.compile(_lrelu_epilogue_, dynamic=True, fullgraph=True)
     return _compiled_epilogue
 
 
@@ -220,24 +235,25 @@ def fast_modulated_layer(
             offset = offset.contiguous(memory_format=torch.channels_last)
     if demodulate:
         coef32 = (demodulation_coefficients(weight, styles) * scale).reshape(batch_size, out_channels, 1, 1)
-        if dtype != torch.float32 and activation == "lrelu" and offset32 is not None:
-            # Reduced precision: do the epilogue's arithmetic in float32 and round once on the store
-            # (one bfloat16 rounding per layer instead of four, and no rounded per-channel factors).
-            # Large CPU activations use a compiled one-pass kernel when torch.compile works here.
+        if activation == "lrelu":
+            # float32 arithmetic, one rounding on the store: compiled in place for large CPU
+            # activations; in eager mode only for reduced precision (float32 has cheaper in-place ops below).
             post = torch.ones([]) if next_styles is None else next_styles.to(torch.float32).reshape(batch_size, -1, 1, 1)
-            if offset32.ndim == 4 and offset32.shape[-1] > 1:
-                offset32 = offset32.contiguous(memory_format=torch.channels_last)
+            off = torch.zeros([]) if offset32 is None else offset32
+            if off.ndim == 4 and off.shape[-1] > 1:
+                off = off.contiguous(memory_format=torch.channels_last)
             clamp_value = math.inf if clamp is None or clamp < 0 else float(clamp)
             if inplace and y.numel() >= _COMPILE_MIN_NUMEL and y.device.type == "cpu":
                 compiled = _compiled_lrelu_epilogue()
                 if compiled is not None:
                     try:
-                        return compiled(y, coef32, offset32, post, alpha, clamp_value)
+                        return compiled(y, coef32, off, post, alpha, clamp_value)
                     except Exception as error:  # noqa: BLE001 - any compiler failure means: stay eager
                         global _compile_failed
                         _compile_failed = True
                         warnings.warn(f"torch.compile of the fast epilogue failed ({error!r}); using eager ops", RuntimeWarning)
-            return _lrelu_epilogue(y, coef32, offset32, post, alpha, clamp_value).contiguous(memory_format=torch.channels_last)
+            if dtype != torch.float32:
+                return _lrelu_epilogue(y, coef32, off, post, alpha, clamp_value).contiguous(memory_format=torch.channels_last)
         coef = coef32.to(dtype)
         if offset is None:
             y = y.mul_(coef) if inplace else y * coef
