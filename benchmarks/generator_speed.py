@@ -23,7 +23,10 @@ this script measures ``G.synthesis(ws, noise_mode="const")`` and reports
 * for float32 ``impl="fast"``, the largest absolute difference from ``impl="reference"``.
 
 Timing runs in interleaved rounds (each round times every implementation and the limit once),
-so a busy machine slows both alike; medians over rounds are reported, with the min and max.
+so a busy machine slows both alike; medians over rounds are reported, with the min and max. Each
+timed call follows an untimed call of the same implementation, so that it measures the steady
+state of a loop over batches rather than the first call after another implementation (whose
+large allocations were just returned to the OS: that costs the fast path up to 20 % in page faults).
 
 Run:
     python benchmarks/generator_speed.py            # full run (under ~10 minutes on 2 cores)
@@ -89,6 +92,7 @@ class BenchmarkSettings:
     impls: tuple[str, ...] = IMPLS  # synthesis implementations
     rounds: int = 5  # interleaved timing rounds (median reported)
     warmup: int = 1  # untimed calls before the rounds
+    warm_each: bool = True  # one untimed call right before each timed call (steady-state timing)
     quick: bool = False  # recorded in the results
 
 
@@ -202,6 +206,10 @@ def benchmark_case(G: Generator, ws: torch.Tensor, dtype: str, settings: Benchma
         impl_times: dict[str, list[float]] = {impl: [] for impl in settings.impls}
         for _ in range(settings.rounds):
             for impl in settings.impls:
+                if settings.warm_each:
+                    # Steady state, as in a loop over batches: the call before leaves the allocator
+                    # and caches as this implementation uses them, not as the previous one did.
+                    _synthesize(G, ws, impl, dtype)
                 impl_times[impl].append(_timed(lambda: _synthesize(G, ws, impl, dtype)))
             limit_times.append(sum(_timed(conv) for conv in convs))
     limit = _stats(limit_times)
