@@ -49,8 +49,8 @@ __all__ = [
     "IMPLS",
 ]
 
-StyleCodes = "OrderedDict[str, torch.Tensor]"
-"""Per-layer style vectors, ``{"b4.conv1": [N, C_in], "b4.torgb": [N, C_in], "b8.conv0": ..., ...}``."""
+StyleCodes = OrderedDict[str, torch.Tensor]
+"""Per-layer style vectors (the S space), ``{"b4.conv1": [N, C_in], "b4.torgb": [N, C_in], "b8.conv0": ..., ...}``."""
 
 NOISE_MODES = ("const", "random", "none")
 IMPLS = ("reference", "fast")
@@ -233,16 +233,11 @@ class SynthesisLayer(nn.Module):
         gain: float = 1.0,
     ) -> torch.Tensor:
         """``x [N, C_in, R / up, R / up]`` and ``styles [N, C_in]`` to ``[N, C_out, R, R]``."""
-        noise = None
-        if self.use_noise and noise_mode == "random":
-            noise = torch.randn([x.shape[0], 1, self.resolution, self.resolution], device=x.device) * self.noise_strength
-        elif self.use_noise and noise_mode == "const":
-            noise = self.noise_const * self.noise_strength
         x = modulated_conv2d(
             x,
             self.weight,
             styles,
-            noise=noise,
+            noise=self._noise(x, noise_mode),
             up=self.up,
             padding=self.padding,
             resample_filter=self.resample_filter,
@@ -253,6 +248,7 @@ class SynthesisLayer(nn.Module):
         return bias_act(x, self.bias.to(x.dtype), act=self.activation, gain=self.act_gain * gain, clamp=act_clamp)
 
     def _noise(self, x: torch.Tensor, noise_mode: str) -> torch.Tensor | None:
+        """The noise added after the convolution, already scaled by ``noise_strength``."""
         if self.use_noise and noise_mode == "random":
             return torch.randn([x.shape[0], 1, self.resolution, self.resolution], device=x.device) * self.noise_strength
         if self.use_noise and noise_mode == "const":
@@ -525,7 +521,7 @@ class SynthesisNetwork(nn.Module):
         for res in self.block_resolutions:
             yield res, getattr(self, f"b{res}")
 
-    def styles(self, ws: torch.Tensor) -> "OrderedDict[str, torch.Tensor]":
+    def styles(self, ws: torch.Tensor) -> StyleCodes:
         """Style codes (the S space): each modulated layer's affine output, by layer name.
 
         Args:
@@ -537,7 +533,7 @@ class SynthesisNetwork(nn.Module):
         """
         self._check_ws(ws)
         ws = ws.to(torch.float32)
-        out: OrderedDict[str, torch.Tensor] = OrderedDict()
+        out: StyleCodes = OrderedDict()
         # Style codes are small and every activation is scaled by them: keep them float32 under autocast.
         with torch.autocast(ws.device.type, enabled=False):
             for name, idx in self.layer_ws.items():
@@ -663,7 +659,7 @@ class Generator(nn.Module):
         self.num_ws = self.synthesis.num_ws
         self.mapping = MappingNetwork(z_dim=z_dim, c_dim=c_dim, w_dim=w_dim, num_ws=self.num_ws, **mapping_kwargs)
 
-    def styles(self, ws: torch.Tensor) -> "OrderedDict[str, torch.Tensor]":
+    def styles(self, ws: torch.Tensor) -> StyleCodes:
         """Style codes of ``ws`` (see :meth:`SynthesisNetwork.styles`)."""
         return self.synthesis.styles(ws)
 
