@@ -165,3 +165,39 @@ def test_nan_weights_and_wrong_shapes_are_refused(tmp_path):
     write_native(tmp_path / "shape", {"G_ema": NetworkSpec("generator", kwargs, spec.state_dict)})
     with pytest.raises(CheckpointError, match="shape"):
         load_generator(tmp_path / "shape")
+
+
+def test_hostile_config_cannot_allocate_a_huge_network(tmp_path):
+    """Sizes come from config.json; the module is built on the meta device and checked against the tensors first."""
+    ck = read_checkpoint(fixture_path("nv_b_uncond32_map2.pkl"))
+    spec = ck.networks["G_ema"]
+    kwargs = json.loads(json.dumps(spec.init_kwargs))
+    kwargs["z_dim"] = kwargs["w_dim"] = 1 << 24  # 2^48-element mapping layers if they were allocated
+    write_native(tmp_path / "huge", {"G_ema": NetworkSpec("generator", kwargs, spec.state_dict)})
+    with pytest.raises(CheckpointError, match="has shape"):
+        load_generator(tmp_path / "huge")
+    kwargs["img_resolution"] = 1 << 16  # and thousands of layers
+    write_native(tmp_path / "huger", {"G_ema": NetworkSpec("generator", kwargs, spec.state_dict)})
+    with pytest.raises(CheckpointError, match="cannot build|does not match"):
+        load_generator(tmp_path / "huger")
+    kwargs = json.loads(json.dumps(spec.init_kwargs))
+    kwargs["z_dim"] = "sixty-four"
+    write_native(tmp_path / "typo", {"G_ema": NetworkSpec("generator", kwargs, spec.state_dict)})
+    with pytest.raises(CheckpointError, match="cannot build"):
+        load_generator(tmp_path / "typo")
+
+
+def test_half_precision_weights_load_as_float32(tmp_path):
+    ck = read_checkpoint(fixture_path("nv_b_uncond32_map2.pkl"))
+    spec = ck.networks["G_ema"]
+    half = {k: v.half() for k, v in spec.state_dict.items()}
+    write_native(tmp_path / "half", {"G_ema": NetworkSpec("generator", spec.init_kwargs, half)})
+    G = load_generator(tmp_path / "half")
+    assert all(p.dtype == torch.float32 for p in G.state_dict().values())
+    ref = load_npz("nv_b_uncond32_map2.ref.npz")
+    assert max_diff(render(G, ref["z"]), ref["img_psi1_const"]) < 0.5  # half-precision weights: close, not exact
+    ints = dict(spec.state_dict)
+    ints["synthesis.b4.conv1.bias"] = ints["synthesis.b4.conv1.bias"].long()
+    write_native(tmp_path / "ints", {"G_ema": NetworkSpec("generator", spec.init_kwargs, ints)})
+    with pytest.raises(CheckpointError, match="floating-point"):
+        load_generator(tmp_path / "ints")

@@ -157,7 +157,9 @@ def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
         latent_avg = ck.latent_avg if key == "g_ema" else None
         kwargs, state = ros.generator_from_rosinality(sd, latent_avg=latent_avg, path=str(p))
         if "mapping.w_avg" not in state:
-            state["mapping.w_avg"] = compute_w_avg(_build(NetworkSpec("generator", kwargs, state), p, allow_missing={"mapping.w_avg"}))
+            w_dim = int(kwargs["w_dim"])
+            G = _build(NetworkSpec("generator", kwargs, {**state, "mapping.w_avg": torch.zeros([w_dim])}), p)
+            state["mapping.w_avg"] = compute_w_avg(G)
             notes.append(
                 f"{_NETWORK_ALIASES[key]}: the file has no latent_avg; w_avg computed as the mean of "
                 f"{W_AVG_SAMPLES} mapped samples (seed {W_AVG_SEED})"
@@ -174,14 +176,20 @@ def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
     return Checkpoint(str(p), fmt, networks, training, notes)
 
 
-def _build(spec: NetworkSpec, path: Any, *, allow_missing: set[str] | None = None) -> nn.Module:
+_BUILD_ERRORS = (TypeError, ValueError, KeyError, AttributeError, OverflowError, ZeroDivisionError, RuntimeError, ConfigError)
+
+
+def _build(spec: NetworkSpec, path: Any) -> nn.Module:
+    """Build the module on the meta device (no memory, no random init), check the stored tensors
+    against it, then adopt them: a hostile or mistaken config cannot make us allocate a huge network."""
     cls = Generator if spec.kind == "generator" else Discriminator
     try:
-        net = cls(**spec.init_kwargs)
-    except (TypeError, ValueError, KeyError, ConfigError) as e:
+        with torch.device("meta"):
+            net = cls(**spec.init_kwargs)
+    except _BUILD_ERRORS as e:
         raise CheckpointError(path, f"cannot build a {cls.__name__} from the stored arguments {spec.init_kwargs}: {e}")
     own = net.state_dict()
-    missing = sorted(set(own) - set(spec.state_dict) - (allow_missing or set()))
+    missing = sorted(set(own) - set(spec.state_dict))
     unexpected = sorted(set(spec.state_dict) - set(own))
     if missing or unexpected:
         raise CheckpointError(
@@ -189,12 +197,16 @@ def _build(spec: NetworkSpec, path: Any, *, allow_missing: set[str] | None = Non
             f"{cls.__name__} state does not match its architecture: missing keys {missing[:8]}"
             f"{'...' if len(missing) > 8 else ''}, unexpected keys {unexpected[:8]}{'...' if len(unexpected) > 8 else ''}",
         )
+    state = {}
     for k, v in spec.state_dict.items():
+        if not isinstance(v, torch.Tensor) or not v.is_floating_point():
+            raise CheckpointError(path, f"tensor {k!r} is not a floating-point tensor ({getattr(v, 'dtype', type(v).__name__)})")
         if tuple(v.shape) != tuple(own[k].shape):
             raise CheckpointError(path, f"tensor {k!r} has shape {tuple(v.shape)}, the architecture needs {tuple(own[k].shape)}")
-        if v.is_floating_point() and not torch.isfinite(v).all():
+        if not torch.isfinite(v).all():
             raise CheckpointError(path, f"tensor {k!r} contains NaN or Inf values; the checkpoint is corrupt")
-    net.load_state_dict(spec.state_dict, strict=not allow_missing)
+        state[k] = v.detach().to(device="cpu", dtype=torch.float32).clone()  # own storage, float32 as the modules compute
+    net.load_state_dict(state, strict=True, assign=True)
     return net.eval().requires_grad_(False)
 
 
