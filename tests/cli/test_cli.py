@@ -77,9 +77,10 @@ def test_mix_figure(tmp_path):
 
 
 def test_info_and_convert(tmp_path):
-    res = run("info", fixture_path("nv_a_uncond64.pkl"))
+    res = run("info", fixture_path("nv_a_uncond64.pkl"), "--device", "cpu")
     assert res.exit_code == 0, res.output
     assert "num_ws" in res.output and "10" in res.output and "nvidia-pickle" in res.output
+    assert "[1, 3, 64, 64] on cpu" in res.output
     out = tmp_path / "m"
     res = run("convert", fixture_path("ros_a_g64.pt"), out)
     assert res.exit_code == 0, res.output

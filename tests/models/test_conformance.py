@@ -1,8 +1,8 @@
 """Conformance: latentshop's StyleGAN2 reproduces NVIDIA's reference outputs (../shared/fixtures).
 
-The networks are built from the stored constructor arguments and loaded from the state dicts that
-the reference code saved, so these tests check the model numerics alone; the checkpoint readers
-are tested against the same references in tests/checkpoints/.
+The networks are loaded from the NVIDIA pickles themselves (through the restricted reader), so
+these tests cover the whole path from file to image; tests/checkpoints/ checks separately that the
+reader reproduces the reference state dicts exactly.
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import NV_FIXTURES, NV_WITH_D, load_json, load_npz
+from conftest import NV_FIXTURES, NV_WITH_D, fixture_path, load_json, load_npz
+from latentshop import load_discriminator, load_generator
 from latentshop.models.stylegan2 import Discriminator, Generator
 
 IMG_ATOL = 1e-4
@@ -19,9 +20,7 @@ WS_ATOL = 1e-5
 
 
 def build_nv_generator(name: str) -> Generator:
-    G = Generator(**load_json(f"{name}.kwargs.json")["init_kwargs"]).eval()
-    G.load_state_dict({k: torch.from_numpy(v) for k, v in load_npz(f"{name}.G_ema_state.npz").items()}, strict=True)
-    return G
+    return load_generator(fixture_path(f"{name}.pkl"))
 
 
 def max_diff(a: torch.Tensor, b: np.ndarray) -> float:
@@ -103,8 +102,8 @@ def test_clamp_is_honoured():
 
 @pytest.mark.parametrize("name", NV_WITH_D)
 def test_discriminator_logits(name):
-    D = Discriminator(**load_json(f"{name}.kwargs.json")["D"]["init_kwargs"]).eval()
-    D.load_state_dict({k: torch.from_numpy(v) for k, v in load_npz(f"{name}.D_state.npz").items()}, strict=True)
+    D = load_discriminator(fixture_path(f"{name}.pkl"))
+    assert isinstance(D, Discriminator)
     ref = load_npz(f"{name}.D_ref.npz")
     img = torch.from_numpy(ref["img"])
     c = torch.from_numpy(ref["c"]) if D.c_dim else None

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from enum import Enum
 from pathlib import Path
+
+import torch
 
 import typer
 from rich.table import Table
@@ -57,27 +60,49 @@ def describe_network(net: Generator | Discriminator) -> dict:
 
 
 @handle_errors
-def info(model: str = typer.Argument(..., help="Checkpoint path or model name.")) -> None:
+def info(
+    model: str = typer.Argument(..., help="Checkpoint path or model name."),
+    device: str = typer.Option("auto", help="Where to test-render one image: 'auto', 'cpu', 'cuda' or 'cuda:N'."),
+) -> None:
     """Describe a checkpoint: its format, networks, architecture, num_ws, resolution and size.
+
+    Each generator also renders one image on --device, to show that it runs there and how fast.
 
     Examples:
 
       latentshop info ffhq.pkl
 
-      latentshop info models/my-model/
+      latentshop info models/my-model/ --device cpu
     """
     ck = read_checkpoint(_resolve_path(model))
     console.print(f"[bold]{ck.path}[/]  format: {ck.format}  networks: {', '.join(ck.networks)}")
     for name, spec in ck.networks.items():
-        net = build_network(spec, path=ck.path)
+        net = build_network(spec, path=ck.path, device=device)
+        facts = describe_network(net)
+        if isinstance(net, Generator):
+            facts["test render"] = _test_render(net)
         table = Table(title=name, show_header=False, title_justify="left")
-        for k, v in describe_network(net).items():
+        for k, v in facts.items():
             table.add_row(k, f"{v:,}" if isinstance(v, int) and not isinstance(v, bool) else str(v))
         console.print(table)
     if ck.training_set_kwargs:
         console.print(f"training set: {ck.training_set_kwargs}")
     for note in ck.notes:
         console.print(f"note: {note}")
+
+
+def _test_render(G: Generator) -> str:
+    device = G.mapping.fc0.weight.device
+    z = torch.randn([1, G.z_dim], device=device)
+    c = torch.eye(G.c_dim, device=device)[:1] if G.c_dim else None
+    with torch.no_grad():
+        G(z, c, impl="fast")  # warm-up
+        start = time.perf_counter()
+        img = G(z, c, impl="fast")
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        ms = 1000 * (time.perf_counter() - start)
+    return f"{list(img.shape)} on {device} in {ms:.0f} ms"
 
 
 @handle_errors
