@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import shutil
 import warnings
 
 import pytest
@@ -63,16 +64,17 @@ def test_compiled_epilogue_matches_eager(monkeypatch):
     x, w, s, b, noise = layer_inputs(n=2, cin=8, cout=8, res=16)
     f = setup_filter([1, 3, 3, 1])
     kwargs = dict(bias=b, noise=noise, up=2, padding=1, resample_filter=f, flip_weight=False, clamp=0.7, next_styles=torch.randn(2, 8))
+    monkeypatch.setattr(fast, "_compile_enabled", False)
     with torch.no_grad():
-        fast.set_compile(False)
         eager = fast_modulated_layer(x, w, s, **kwargs)
         monkeypatch.setattr(fast, "_COMPILE_MIN_NUMEL", 0)
-        fast.set_compile(True)
-        try:
+        monkeypatch.setattr(fast, "_compile_enabled", True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a failed compile warns and falls back
             compiled = fast_modulated_layer(x, w, s, **kwargs)
-        finally:
-            fast.set_compile(True)
-    assert not fast._compile_failed, "torch.compile failed on this machine"
+    if shutil.which("c++") or shutil.which("g++"):
+        # inductor's CPU backend needs a C++ compiler; with one, compiling must work
+        assert not fast._compile_failed, "torch.compile failed although a C++ compiler is present"
     assert torch.allclose(compiled, eager, atol=1e-5)
 
 
