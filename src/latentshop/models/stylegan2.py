@@ -152,6 +152,21 @@ class MappingNetwork(nn.Module):
         Returns:
             ``[N, num_ws, w_dim]`` (or ``[N, w_dim]`` when ``num_ws`` is ``None``).
         """
+        if z is None and c is None:
+            raise ShapeError(f"mapping needs z [N, {self.z_dim}] (and c [N, {self.c_dim}] for conditional models)")
+        device = (z if z is not None else c).device
+        with torch.autocast(device.type, enabled=False):  # ws are small and steer everything: keep float32
+            return self._forward(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff, update_w_avg=update_w_avg)
+
+    def _forward(
+        self,
+        z: torch.Tensor | None,
+        c: torch.Tensor | None,
+        *,
+        truncation_psi: float,
+        truncation_cutoff: int | None,
+        update_w_avg: bool | None,
+    ) -> torch.Tensor:
         x = None
         if self.z_dim > 0:
             if z is None or z.ndim != 2 or z.shape[1] != self.z_dim:

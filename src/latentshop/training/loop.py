@@ -1,0 +1,217 @@
+"""The StyleGAN2 training loop: phases, lazy regularisation, G_ema, checkpoints that resume exactly.
+
+Follows NVIDIA's stylegan2-ada-pytorch ``training_loop.py`` in its schedule: per step a ``Gmain``
+phase, a ``Greg`` phase every ``g_reg_interval`` steps, a ``Dmain`` phase and a ``Dreg`` (R1) phase
+every ``d_reg_interval`` steps; with lazy regularisation Adam's learning rate and betas are scaled by
+``interval / (interval + 1)``; ``G_ema`` follows ``G`` with a half-life of ``ema_kimg`` thousand
+images (ramped up over the first ``ema_rampup`` fraction of training).
+
+Every random number comes from generators whose state the checkpoint holds (the data sampler,
+the latents, and torch's global generator for noise and style mixing), so a run resumed from a
+checkpoint continues bit for bit as if it had never stopped (on the CPU).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from latentshop.errors import CheckpointError, ConfigError
+from latentshop.models.stylegan2 import Discriminator, Generator
+from latentshop.training.loss import LossOptions, StyleGAN2Loss
+
+__all__ = ["TrainOptions", "Trainer", "TRAINING_CHECKPOINT_FORMAT"]
+
+TRAINING_CHECKPOINT_FORMAT = "latentshop-training-v1"
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """Optimisation settings (defaults: the StyleGAN2-ADA paper's small-resolution configs)."""
+
+    batch_size: int = 16  # images per step
+    g_lr: float = 0.0025  # generator learning rate
+    d_lr: float = 0.0025  # discriminator learning rate
+    betas: tuple[float, float] = (0.0, 0.99)  # Adam betas
+    eps: float = 1e-8  # Adam epsilon
+    g_reg_interval: int = 4  # path-length regularisation every this many steps
+    d_reg_interval: int = 16  # R1 regularisation every this many steps
+    ema_kimg: float | None = None  # G_ema half-life in thousands of images (default batch_size * 10 / 32)
+    ema_rampup: float | None = 0.05  # ramp the half-life up over this fraction of the images seen
+    loss: LossOptions = field(default_factory=LossOptions)  # loss weights
+    seed: int = 0  # seeds the data order, latents, noise and style mixing
+    bf16: bool = False  # bfloat16 autocast on the CPU (mixed precision)
+
+
+def _atomic_torch_save(obj: Any, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class Trainer:
+    """Trains a StyleGAN2 ``G`` and ``D`` on a dataset of ``(uint8 [C, H, W], label)`` items.
+
+    Args:
+        G: generator (its ``init_kwargs`` are saved in checkpoints).
+        D: discriminator.
+        dataset: items ``(image uint8 [C, H, W], label float [c_dim])``.
+        options: optimisation settings.
+        augment: optional augmentation applied to every image D sees (e.g. ADA).
+    """
+
+    def __init__(
+        self,
+        G: Generator,
+        D: Discriminator,
+        dataset: Dataset,
+        options: TrainOptions = TrainOptions(),
+        augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ):
+        if len(dataset) == 0:
+            raise ConfigError("the training dataset is empty")
+        self.options = options
+        self.G = G.train().requires_grad_(False)
+        self.D = D.train().requires_grad_(False)
+        self.G_ema = copy.deepcopy(G).eval().requires_grad_(False)
+        self.dataset = dataset
+        self.loss = StyleGAN2Loss(G, D, options.loss, augment)
+        self.G_opt = self._adam(G, options.g_lr, options.g_reg_interval)
+        self.D_opt = self._adam(D, options.d_lr, options.d_reg_interval)
+        self.step = 0
+        self.nimg = 0
+        self.data_rng = torch.Generator().manual_seed(options.seed)
+        self.latent_rng = torch.Generator().manual_seed(options.seed + 1)
+        torch.manual_seed(options.seed + 2)
+
+    def _adam(self, module: nn.Module, lr: float, interval: int) -> torch.optim.Adam:
+        ratio = interval / (interval + 1) if interval else 1.0
+        b1, b2 = self.options.betas
+        return torch.optim.Adam(module.parameters(), lr=lr * ratio, betas=(b1**ratio, b2**ratio), eps=self.options.eps)
+
+    # -- data -------------------------------------------------------------------------------
+    def _batch(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        idx = torch.randint(len(self.dataset), [self.options.batch_size], generator=self.data_rng)
+        items = [self.dataset[int(i)] for i in idx]
+        img = torch.stack([torch.as_tensor(x[0]) for x in items]).to(torch.float32) / 127.5 - 1
+        c = torch.stack([torch.as_tensor(x[1], dtype=torch.float32) for x in items]) if self.G.c_dim else None
+        return img, c
+
+    def _latents(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        z = torch.randn([self.options.batch_size, self.G.z_dim], generator=self.latent_rng)
+        c = None
+        if self.G.c_dim:
+            idx = torch.randint(len(self.dataset), [self.options.batch_size], generator=self.latent_rng)
+            c = torch.stack([torch.as_tensor(self.dataset[int(i)][1], dtype=torch.float32) for i in idx])
+        return z, c
+
+    # -- one step ------------------------------------------------------------------------------
+    def train_step(self) -> dict[str, float]:
+        """One iteration: G phases, D phases, G_ema update. Returns the logged losses."""
+        o = self.options
+        logs: dict[str, float] = {}
+        real_img, real_c = self._batch()
+        phases = [("Gmain", self.G, self.G_opt, 1), ("Greg", self.G, self.G_opt, o.g_reg_interval)]
+        phases += [("Dmain", self.D, self.D_opt, 1), ("Dreg", self.D, self.D_opt, o.d_reg_interval)]
+        for name, module, opt, interval in phases:
+            if name.endswith("reg") and (not interval or self.step % interval != 0):
+                continue
+            if name == "Greg" and o.loss.pl_weight == 0:
+                continue
+            z, c = self._latents()
+            opt.zero_grad(set_to_none=True)
+            module.requires_grad_(True)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=o.bf16):
+                logs.update(self.loss.accumulate_gradients(name, real_img, real_c, z, c, gain=float(interval)))
+            module.requires_grad_(False)
+            for p in module.parameters():
+                if p.grad is not None:
+                    torch.nan_to_num(p.grad, nan=0, posinf=1e5, neginf=-1e5, out=p.grad)
+            opt.step()
+        self._update_ema()
+        self.step += 1
+        self.nimg += o.batch_size
+        return logs
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        o = self.options
+        ema_nimg = (o.ema_kimg if o.ema_kimg is not None else o.batch_size * 10 / 32) * 1000
+        if o.ema_rampup is not None:
+            ema_nimg = min(ema_nimg, (self.nimg + o.batch_size) * o.ema_rampup)
+        beta = 0.5 ** (o.batch_size / max(ema_nimg, 1e-8))
+        for p_ema, p in zip(self.G_ema.parameters(), self.G.parameters()):
+            p_ema.copy_(p.lerp(p_ema, beta))
+        for b_ema, b in zip(self.G_ema.buffers(), self.G.buffers()):
+            b_ema.copy_(b)
+
+    # -- checkpoints ---------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue exactly: networks, optimisers, counters and RNG states."""
+        return {
+            "format": TRAINING_CHECKPOINT_FORMAT,
+            "G_init_kwargs": self.G.init_kwargs,
+            "D_init_kwargs": self.D.init_kwargs,
+            "options": asdict(self.options),
+            "G": self.G.state_dict(),
+            "D": self.D.state_dict(),
+            "G_ema": self.G_ema.state_dict(),
+            "G_opt": self.G_opt.state_dict(),
+            "D_opt": self.D_opt.state_dict(),
+            "step": self.step,
+            "nimg": self.nimg,
+            "pl_mean": self.loss.pl_mean.clone(),
+            "rng": {
+                "data": self.data_rng.get_state(),
+                "latent": self.latent_rng.get_state(),
+                "torch": torch.get_rng_state(),
+            },
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("format") != TRAINING_CHECKPOINT_FORMAT:
+            raise CheckpointError("<training checkpoint>", f"format {state.get('format')!r} is not {TRAINING_CHECKPOINT_FORMAT!r}")
+        self.G.load_state_dict(state["G"])
+        self.D.load_state_dict(state["D"])
+        self.G_ema.load_state_dict(state["G_ema"])
+        self.G_opt.load_state_dict(state["G_opt"])
+        self.D_opt.load_state_dict(state["D_opt"])
+        self.step = int(state["step"])
+        self.nimg = int(state["nimg"])
+        self.loss.pl_mean = state["pl_mean"].clone()
+        self.data_rng.set_state(state["rng"]["data"])
+        self.latent_rng.set_state(state["rng"]["latent"])
+        torch.set_rng_state(state["rng"]["torch"])
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write a training checkpoint atomically."""
+        _atomic_torch_save(self.state_dict(), Path(path))
+
+    def resume(self, path: str | os.PathLike) -> None:
+        """Continue from a checkpoint written by :meth:`save` (read with ``weights_only=True``)."""
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except FileNotFoundError:
+            raise CheckpointError(path, "no such training checkpoint")
+        except Exception as e:  # noqa: BLE001 - any failure of the restricted loader is the file's
+            raise CheckpointError(path, f"cannot be read as a latentshop training checkpoint ({type(e).__name__}: {str(e)[:200]})")
+        if not isinstance(state, dict):
+            raise CheckpointError(path, "is not a latentshop training checkpoint")
+        for key, kwargs in (("G_init_kwargs", self.G.init_kwargs), ("D_init_kwargs", self.D.init_kwargs)):
+            if state.get(key) != kwargs:
+                raise CheckpointError(path, f"was written for another architecture ({key} differs); start a new run or match --res/--preset")
+        self.load_state_dict(state)
