@@ -39,22 +39,25 @@ def states_equal(a, b):
     return all(torch.equal(a[k], b[k]) for k in a) and a.keys() == b.keys()
 
 
-def test_resume_is_exact(tmp_path):
-    straight = make_trainer()
+@pytest.mark.parametrize("ada", [False, True])
+def test_resume_is_exact(tmp_path, ada):
+    straight = make_trainer(ada=ada, ada_interval=1, ada_kimg=0.01)
     for _ in range(4):
         straight.train_step()
 
-    first = make_trainer()
+    first = make_trainer(ada=ada, ada_interval=1, ada_kimg=0.01)
     for _ in range(2):
         first.train_step()
     first.save(tmp_path / "ckpt.pt")
-    resumed = make_trainer(seed_models=99)  # different initial weights: everything must come from the file
+    resumed = make_trainer(seed_models=99, ada=ada, ada_interval=1, ada_kimg=0.01)  # weights must come from the file
     torch.manual_seed(12345)  # and the global RNG too
     resumed.resume(tmp_path / "ckpt.pt")
     for _ in range(2):
         resumed.train_step()
 
     assert resumed.step == straight.step == 4 and resumed.nimg == 16
+    if ada:
+        assert 0 < float(straight.augment.p) and torch.equal(straight.augment.p, resumed.augment.p)
     for name in ("G", "D", "G_ema"):
         assert states_equal(getattr(straight, name).state_dict(), getattr(resumed, name).state_dict()), name
     for name in ("G_opt", "D_opt"):

@@ -26,6 +26,7 @@ from torch.utils.data import Dataset
 
 from latentshop.errors import CheckpointError, ConfigError
 from latentshop.models.stylegan2 import Discriminator, Generator
+from latentshop.training.augment import AdaptiveAugment
 from latentshop.training.loss import LossOptions, StyleGAN2Loss
 
 __all__ = ["TrainOptions", "Trainer", "TRAINING_CHECKPOINT_FORMAT"]
@@ -49,6 +50,10 @@ class TrainOptions:
     loss: LossOptions = field(default_factory=LossOptions)  # loss weights
     seed: int = 0  # seeds the data order, latents, noise and style mixing
     bf16: bool = False  # bfloat16 autocast on the CPU (mixed precision)
+    ada: bool = False  # adaptive discriminator augmentation (for small datasets)
+    ada_target: float = 0.6  # ADA's target for E[sign(D(real))]
+    ada_interval: int = 4  # adjust the augmentation probability every this many steps
+    ada_kimg: float = 500.0  # thousands of images over which p can move from 0 to 1
 
 
 def _atomic_torch_save(obj: Any, path: Path) -> None:
@@ -70,8 +75,8 @@ class Trainer:
         G: generator (its ``init_kwargs`` are saved in checkpoints).
         D: discriminator.
         dataset: items ``(image uint8 [C, H, W], label float [c_dim])``.
-        options: optimisation settings.
-        augment: optional augmentation applied to every image D sees (e.g. ADA).
+        options: optimisation settings (``options.ada`` adds :class:`AdaptiveAugment`).
+        augment: a fixed augmentation applied to every image D sees, instead of ADA.
     """
 
     def __init__(
@@ -89,6 +94,9 @@ class Trainer:
         self.D = D.train().requires_grad_(False)
         self.G_ema = copy.deepcopy(G).eval().requires_grad_(False)
         self.dataset = dataset
+        if options.ada and augment is None:
+            augment = AdaptiveAugment(target=options.ada_target, speed_kimg=options.ada_kimg)
+        self.augment = augment
         self.loss = StyleGAN2Loss(G, D, options.loss, augment)
         self.G_opt = self._adam(G, options.g_lr, options.g_reg_interval)
         self.D_opt = self._adam(D, options.d_lr, options.d_reg_interval)
@@ -145,6 +153,10 @@ class Trainer:
         self._update_ema()
         self.step += 1
         self.nimg += o.batch_size
+        if isinstance(self.augment, AdaptiveAugment) and self.step % o.ada_interval == 0:
+            logs["ada_rt"] = self.augment.adjust(o.batch_size * o.ada_interval)
+        if isinstance(self.augment, AdaptiveAugment):
+            logs["ada_p"] = float(self.augment.p)
         return logs
 
     @torch.no_grad()
@@ -175,6 +187,7 @@ class Trainer:
             "step": self.step,
             "nimg": self.nimg,
             "pl_mean": self.loss.pl_mean.clone(),
+            "augment": self.augment.state_dict() if isinstance(self.augment, nn.Module) else None,
             "rng": {
                 "data": self.data_rng.get_state(),
                 "latent": self.latent_rng.get_state(),
@@ -193,6 +206,8 @@ class Trainer:
         self.step = int(state["step"])
         self.nimg = int(state["nimg"])
         self.loss.pl_mean = state["pl_mean"].clone()
+        if isinstance(self.augment, nn.Module) and state.get("augment") is not None:
+            self.augment.load_state_dict(state["augment"])
         self.data_rng.set_state(state["rng"]["data"])
         self.latent_rng.set_state(state["rng"]["latent"])
         torch.set_rng_state(state["rng"]["torch"])

@@ -105,6 +105,8 @@ class StyleGAN2Loss:
             loss_fake = F.softplus(self.run_D(img, gen_c))
             loss_fake.mean().mul(gain).backward()
             logits = self.run_D(real_img, real_c)
+            if hasattr(self.augment, "accumulate"):
+                self.augment.accumulate(logits)  # ADA's overfitting heuristic
             loss_real = F.softplus(-logits)
             loss_real.mean().mul(gain).backward()
             logs["loss_D"] = (loss_fake.mean() + loss_real.mean()).item()
