@@ -154,3 +154,22 @@ def test_w_avg_tracks_in_training_mode_only():
     with torch.no_grad():
         G.mapping(torch.randn(8, 16))
     assert not torch.equal(before, G.mapping.w_avg)
+
+
+@pytest.mark.parametrize("impl", ["reference", "fast"])
+def test_explicit_noise_maps(impl):
+    G = tiny_generator()
+    ws = G.mapping(torch.randn(2, 16)).detach()
+    layers = G.synthesis.noise_layers()
+    assert list(layers) == ["b4.conv1", "b8.conv0", "b8.conv1", "b16.conv0", "b16.conv1"]
+    const = {name: G.synthesis.get_submodule(name).noise_const[None, None] for name in layers}
+    with torch.no_grad():
+        assert torch.allclose(G.synthesis(ws, noise_mode=const, impl=impl), G.synthesis(ws, noise_mode="const", impl=impl), atol=1e-6)
+        zeros = {name: torch.zeros(1, 1, r, r) for name, r in layers.items()}
+        assert torch.allclose(G.synthesis(ws, noise_mode=zeros, impl=impl), G.synthesis(ws, noise_mode="none", impl=impl), atol=1e-6)
+        per_sample = {name: torch.randn(2, 1, r, r) for name, r in layers.items()}
+        a = G.synthesis(ws, noise_mode=per_sample, impl=impl)
+        b = G.synthesis(ws[:1], noise_mode={k: v[:1] for k, v in per_sample.items()}, impl=impl)
+        assert torch.allclose(a[:1], b, atol=1e-5)
+    with pytest.raises(ShapeError, match="lack layers"):
+        G.synthesis(ws, noise_mode={"b4.conv1": zeros["b4.conv1"]})

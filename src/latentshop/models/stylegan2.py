@@ -262,8 +262,13 @@ class SynthesisLayer(nn.Module):
         act_clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
         return bias_act(x, self.bias.to(x.dtype), act=self.activation, gain=self.act_gain * gain, clamp=act_clamp)
 
-    def _noise(self, x: torch.Tensor, noise_mode: str) -> torch.Tensor | None:
-        """The noise added after the convolution, already scaled by ``noise_strength``."""
+    def _noise(self, x: torch.Tensor, noise_mode: str | torch.Tensor) -> torch.Tensor | None:
+        """The noise added after the convolution, already scaled by ``noise_strength``.
+
+        ``noise_mode`` is ``"const"``, ``"random"``, ``"none"`` or an explicit ``[N or 1, 1, R, R]`` map.
+        """
+        if isinstance(noise_mode, torch.Tensor):
+            return noise_mode.to(x.device, torch.float32) * self.noise_strength if self.use_noise else None
         if self.use_noise and noise_mode == "random":
             return torch.randn([x.shape[0], 1, self.resolution, self.resolution], device=x.device) * self.noise_strength
         if self.use_noise and noise_mode == "const":
@@ -375,6 +380,12 @@ class SynthesisBlock(nn.Module):
         if in_channels != 0 and architecture == "resnet":
             self.skip = Conv2dLayer(in_channels, out_channels, kernel_size=1, bias=False, up=2, resample_filter=resample_filter)
 
+    def _layer_noise(self, noise_mode: Any, layer: str) -> Any:
+        # A mapping of explicit noise maps is keyed by full layer name ("b8.conv0").
+        if isinstance(noise_mode, Mapping):
+            return noise_mode.get(f"b{self.resolution}.{layer}")  # None for a layer the block does not have
+        return noise_mode
+
     def layer_names(self) -> list[str]:
         """Names of this block's modulated layers, in the order they consume ``ws``."""
         names = ([] if self.in_channels == 0 else ["conv0"]) + ["conv1"]
@@ -408,17 +419,17 @@ class SynthesisBlock(nn.Module):
             x = x.to(dtype=dtype)
             x = x.contiguous(memory_format=memory_format)
 
-        layer = dict(noise_mode=noise_mode, fused_modconv=fused_modconv)
+        noise0, noise1 = self._layer_noise(noise_mode, "conv0"), self._layer_noise(noise_mode, "conv1")
         if self.in_channels == 0:
-            x = self.conv1(x, styles["conv1"], **layer)
+            x = self.conv1(x, styles["conv1"], noise_mode=noise1, fused_modconv=fused_modconv)
         elif self.architecture == "resnet":
             y = self.skip(x, gain=np.sqrt(0.5))
-            x = self.conv0(x, styles["conv0"], **layer)
-            x = self.conv1(x, styles["conv1"], gain=np.sqrt(0.5), **layer)
+            x = self.conv0(x, styles["conv0"], noise_mode=noise0, fused_modconv=fused_modconv)
+            x = self.conv1(x, styles["conv1"], noise_mode=noise1, fused_modconv=fused_modconv, gain=np.sqrt(0.5))
             x = y + x
         else:
-            x = self.conv0(x, styles["conv0"], **layer)
-            x = self.conv1(x, styles["conv1"], **layer)
+            x = self.conv0(x, styles["conv0"], noise_mode=noise0, fused_modconv=fused_modconv)
+            x = self.conv1(x, styles["conv1"], noise_mode=noise1, fused_modconv=fused_modconv)
 
         if img is not None:
             img = upsample2d(img, self.resample_filter)
@@ -454,21 +465,22 @@ class SynthesisBlock(nn.Module):
             x = x.to(dtype=dtype)
         x = x.contiguous(memory_format=torch.channels_last)
 
+        noise0, noise1 = self._layer_noise(noise_mode, "conv0"), self._layer_noise(noise_mode, "conv1")
         if self.in_channels == 0:
-            x = self.conv1._forward_fast(x, styles["conv1"], noise_mode=noise_mode, next_styles=next_styles)
+            x = self.conv1._forward_fast(x, styles["conv1"], noise_mode=noise1, next_styles=next_styles)
         elif self.architecture == "resnet":
             if premodulated or next_styles is not None:
                 raise ConfigError("style folding across blocks does not apply to the resnet architecture")
             y = self.skip(x, gain=np.sqrt(0.5)).to(dtype)
-            x = self.conv0._forward_fast(x, styles["conv0"], noise_mode=noise_mode)
-            x = self.conv1._forward_fast(x, styles["conv1"], noise_mode=noise_mode, gain=np.sqrt(0.5))
+            x = self.conv0._forward_fast(x, styles["conv0"], noise_mode=noise0)
+            x = self.conv1._forward_fast(x, styles["conv1"], noise_mode=noise1, gain=np.sqrt(0.5))
             x = y + x
         else:
             # conv0's output feeds conv1 alone, so conv0 applies conv1's style scaling in its epilogue.
             x = self.conv0._forward_fast(
-                x, styles["conv0"], noise_mode=noise_mode, premodulated=premodulated, next_styles=styles["conv1"]
+                x, styles["conv0"], noise_mode=noise0, premodulated=premodulated, next_styles=styles["conv1"]
             )
-            x = self.conv1._forward_fast(x, styles["conv1"], noise_mode=noise_mode, premodulated=True, next_styles=next_styles)
+            x = self.conv1._forward_fast(x, styles["conv1"], noise_mode=noise1, premodulated=True, next_styles=next_styles)
 
         if img is not None:
             img = fast_upsample2d(img, self.resample_filter)
@@ -555,6 +567,15 @@ class SynthesisNetwork(nn.Module):
                 out[name] = self.get_submodule(name).affine(ws[:, idx])
         return out
 
+    def noise_layers(self) -> "OrderedDict[str, int]":
+        """Layers that take noise, with their resolution: ``{"b4.conv1": 4, "b8.conv0": 8, ...}``.
+
+        ``synthesis(ws, noise_mode={name: [N or 1, 1, R, R] map})`` uses explicit (unscaled) maps.
+        """
+        return OrderedDict(
+            (name, self.get_submodule(name).resolution) for name in self.layer_ws if not name.endswith("torgb")
+        )
+
     def _check_ws(self, ws: torch.Tensor) -> None:
         if ws.ndim != 3 or ws.shape[1] != self.num_ws or ws.shape[2] != self.w_dim:
             raise ShapeError(f"ws must be [N, {self.num_ws}, {self.w_dim}], got {tuple(ws.shape)}")
@@ -564,7 +585,7 @@ class SynthesisNetwork(nn.Module):
         ws: torch.Tensor | None = None,
         *,
         styles: Mapping[str, torch.Tensor] | None = None,
-        noise_mode: str = "const",
+        noise_mode: str | Mapping[str, torch.Tensor] = "const",
         impl: str = "reference",
         force_fp32: bool = False,
         fused_modconv: bool | None = None,
@@ -574,7 +595,8 @@ class SynthesisNetwork(nn.Module):
         Args:
             ws: ``[N, num_ws, w_dim]``; ignored when ``styles`` is given.
             styles: style codes as returned by :meth:`styles` (all layers).
-            noise_mode: ``"const"`` (the stored noise maps), ``"random"`` or ``"none"``.
+            noise_mode: ``"const"`` (the stored noise maps), ``"random"``, ``"none"``, or a mapping of
+                explicit unscaled maps ``{layer: [N or 1, 1, R, R]}`` (see :meth:`noise_layers`).
             impl: ``"reference"`` (the reference's op order) or ``"fast"`` (activation modulation,
                 channels-last; use ``torch.autocast`` for bfloat16).
             force_fp32: compute ``num_fp16_res`` blocks in float32 on CUDA too.
@@ -583,8 +605,12 @@ class SynthesisNetwork(nn.Module):
         Returns:
             ``[N, img_channels, img_resolution, img_resolution]`` float32, nominally in ``[-1, 1]``.
         """
-        if noise_mode not in NOISE_MODES:
-            raise ConfigError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
+        if isinstance(noise_mode, Mapping):
+            missing = [name for name in self.noise_layers() if name not in noise_mode]
+            if missing:
+                raise ShapeError(f"explicit noise maps lack layers {missing}; see SynthesisNetwork.noise_layers()")
+        elif noise_mode not in NOISE_MODES:
+            raise ConfigError(f"noise_mode must be one of {NOISE_MODES} or a mapping of noise maps, got {noise_mode!r}")
         if impl not in IMPLS:
             raise ConfigError(f"impl must be one of {IMPLS}, got {impl!r}")
         if styles is None:
