@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.distributed as dist
 from torch import nn
 
 __all__ = ["AdaptiveAugment"]
@@ -49,6 +50,11 @@ class AdaptiveAugment(nn.Module):
 
     def adjust(self, num_images: int) -> float:
         """Move ``p`` after ``num_images`` images according to the accumulated signs; returns r_t."""
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            stats = torch.stack([self._sign_sum, self._sign_count])
+            dist.all_reduce(stats)  # the heuristic over every rank's reals
+            self._sign_sum.copy_(stats[0])
+            self._sign_count.copy_(stats[1])
         if self._sign_count == 0:
             return float("nan")
         rt = float(self._sign_sum / self._sign_count)

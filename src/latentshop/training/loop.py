@@ -21,13 +21,14 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
+import torch.distributed as dist
 from torch import nn
 from torch.utils.data import Dataset
 
 from latentshop.errors import CheckpointError, ConfigError
 from latentshop.models.stylegan2 import Discriminator, Generator
 from latentshop.training.augment import AdaptiveAugment
-from latentshop.training.loss import LossOptions, StyleGAN2Loss
+from latentshop.training.loss import LossOptions, SharedRandom, StyleGAN2Loss
 
 __all__ = ["TrainOptions", "Trainer", "TRAINING_CHECKPOINT_FORMAT"]
 
@@ -102,9 +103,16 @@ class Trainer:
         self.D_opt = self._adam(D, options.d_lr, options.d_reg_interval)
         self.step = 0
         self.nimg = 0
-        self.data_rng = torch.Generator().manual_seed(options.seed)
-        self.latent_rng = torch.Generator().manual_seed(options.seed + 1)
-        torch.manual_seed(options.seed + 2)
+        distributed = dist.is_available() and dist.is_initialized()
+        self.rank = dist.get_rank() if distributed else 0
+        self.world_size = dist.get_world_size() if distributed else 1
+        if options.batch_size % self.world_size:
+            raise ConfigError(f"batch size {options.batch_size} is not divisible by the {self.world_size} processes")
+        self.local_batch = options.batch_size // self.world_size
+        # One generator, identical on every rank, for data order, latents, style mixing and noise.
+        self.random = SharedRandom(torch.Generator().manual_seed(options.seed), self.rank, self.world_size)
+        self.loss.random = self.random
+        torch.manual_seed(options.seed + 1 + self.rank)  # augmentation only
 
     def _adam(self, module: nn.Module, lr: float, interval: int) -> torch.optim.Adam:
         ratio = interval / (interval + 1) if interval else 1.0
@@ -113,19 +121,30 @@ class Trainer:
 
     # -- data -------------------------------------------------------------------------------
     def _batch(self) -> tuple[torch.Tensor, torch.Tensor | None]:
-        idx = torch.randint(len(self.dataset), [self.options.batch_size], generator=self.data_rng)
+        idx = self.random.integers(self.local_batch, len(self.dataset))
         items = [self.dataset[int(i)] for i in idx]
         img = torch.stack([torch.as_tensor(x[0]) for x in items]).to(torch.float32) / 127.5 - 1
         c = torch.stack([torch.as_tensor(x[1], dtype=torch.float32) for x in items]) if self.G.c_dim else None
         return img, c
 
     def _latents(self) -> tuple[torch.Tensor, torch.Tensor | None]:
-        z = torch.randn([self.options.batch_size, self.G.z_dim], generator=self.latent_rng)
+        z = self.random.normal(self.local_batch, self.G.z_dim)
         c = None
         if self.G.c_dim:
-            idx = torch.randint(len(self.dataset), [self.options.batch_size], generator=self.latent_rng)
+            idx = self.random.integers(self.local_batch, len(self.dataset))
             c = torch.stack([torch.as_tensor(self.dataset[int(i)][1], dtype=torch.float32) for i in idx])
         return z, c
+
+    def _all_reduce_grads(self, module: nn.Module) -> None:
+        # Data parallelism: average the gradients of all ranks (one flat all-reduce per phase).
+        params = [p for p in module.parameters()]
+        flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).flatten() for p in params])
+        dist.all_reduce(flat)
+        flat /= self.world_size
+        offset = 0
+        for p in params:
+            p.grad = flat[offset : offset + p.numel()].view_as(p).clone()
+            offset += p.numel()
 
     # -- one step ------------------------------------------------------------------------------
     def train_step(self) -> dict[str, float]:
@@ -146,6 +165,8 @@ class Trainer:
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=o.bf16):
                 logs.update(self.loss.accumulate_gradients(name, real_img, real_c, z, c, gain=float(interval)))
             module.requires_grad_(False)
+            if self.world_size > 1:
+                self._all_reduce_grads(module)
             for p in module.parameters():
                 if p.grad is not None:
                     torch.nan_to_num(p.grad, nan=0, posinf=1e5, neginf=-1e5, out=p.grad)
@@ -188,11 +209,7 @@ class Trainer:
             "nimg": self.nimg,
             "pl_mean": self.loss.pl_mean.clone(),
             "augment": self.augment.state_dict() if isinstance(self.augment, nn.Module) else None,
-            "rng": {
-                "data": self.data_rng.get_state(),
-                "latent": self.latent_rng.get_state(),
-                "torch": torch.get_rng_state(),
-            },
+            "rng": {"shared": self.random.generator.get_state(), "torch": torch.get_rng_state()},
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -208,8 +225,7 @@ class Trainer:
         self.loss.pl_mean = state["pl_mean"].clone()
         if isinstance(self.augment, nn.Module) and state.get("augment") is not None:
             self.augment.load_state_dict(state["augment"])
-        self.data_rng.set_state(state["rng"]["data"])
-        self.latent_rng.set_state(state["rng"]["latent"])
+        self.random.generator.set_state(state["rng"]["shared"])
         torch.set_rng_state(state["rng"]["torch"])
 
     def save(self, path: str | os.PathLike) -> None:

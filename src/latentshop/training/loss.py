@@ -14,11 +14,12 @@ from dataclasses import dataclass
 from typing import Callable
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 
 from latentshop.models.stylegan2 import Discriminator, Generator
 
-__all__ = ["LossOptions", "StyleGAN2Loss", "PHASES"]
+__all__ = ["LossOptions", "SharedRandom", "StyleGAN2Loss", "PHASES"]
 
 PHASES = ("Gmain", "Greg", "Dmain", "Dreg")
 
@@ -34,6 +35,48 @@ class LossOptions:
     pl_decay: float = 0.01  # decay of the running path-length mean
 
 
+class SharedRandom:
+    """Random numbers for a *global* batch split across data-parallel ranks.
+
+    Every rank holds the same generator state and draws the whole global batch, then keeps its
+    strided share (``rank::world_size``). So a run on W processes uses exactly the random numbers
+    of a single-process run with the same global batch, and minibatch-standard-deviation groups
+    (which take strided samples) see the same images.
+
+    Args:
+        generator: a ``torch.Generator`` whose state is identical on every rank.
+        rank: this process's rank.
+        world_size: the number of processes.
+    """
+
+    def __init__(self, generator: torch.Generator, rank: int = 0, world_size: int = 1):
+        self.generator = generator
+        self.rank = rank
+        self.world_size = world_size
+
+    def normal(self, n_local: int, *shape: int, device: torch.device | str = "cpu") -> torch.Tensor:
+        """This rank's ``[n_local, *shape]`` share of a global ``[n_local * world_size, *shape]`` normal draw."""
+        x = torch.randn([n_local * self.world_size, *shape], generator=self.generator)
+        return x[self.rank :: self.world_size].to(device)
+
+    def integers(self, n_local: int, high: int) -> torch.Tensor:
+        """This rank's share of ``n_local * world_size`` uniform integers in ``[0, high)``."""
+        x = torch.randint(high, [n_local * self.world_size], generator=self.generator)
+        return x[self.rank :: self.world_size]
+
+    def scalar(self) -> float:
+        """One uniform number in ``[0, 1)``, the same on every rank."""
+        return float(torch.rand([], generator=self.generator))
+
+
+def _all_reduce_mean(x: torch.Tensor) -> torch.Tensor:
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        x = x.clone()
+        dist.all_reduce(x)
+        x /= dist.get_world_size()
+    return x
+
+
 class StyleGAN2Loss:
     """Computes and back-propagates the loss of one training phase.
 
@@ -42,6 +85,7 @@ class StyleGAN2Loss:
         D: the discriminator being trained.
         options: loss weights.
         augment: optional differentiable augmentation applied to every image D sees.
+        random: where style mixing, noise maps and path-length noise come from (see :class:`SharedRandom`).
     """
 
     def __init__(
@@ -50,24 +94,38 @@ class StyleGAN2Loss:
         D: Discriminator,
         options: LossOptions = LossOptions(),
         augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        random: SharedRandom | None = None,
     ):
         self.G = G
         self.D = D
         self.options = options
         self.augment = augment
+        self.random = random if random is not None else SharedRandom(torch.Generator().manual_seed(0))
         self.pl_mean = torch.zeros([])
 
+    @torch.no_grad()
+    def _track_w_avg(self, ws: torch.Tensor) -> None:
+        # The mean over the global batch (all ranks), as a single process would compute it.
+        mapping = self.G.mapping
+        if mapping.w_avg_beta is not None:
+            mean = _all_reduce_mean(ws[:, 0].detach().float().mean(dim=0))
+            mapping.w_avg.copy_(mean.lerp(mapping.w_avg, mapping.w_avg_beta))
+
     def run_G(self, z: torch.Tensor, c: torch.Tensor | None, *, update_w_avg: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-        """Generate images with style mixing; returns ``(img [N, C, H, W], ws [N, num_ws, w_dim])``."""
-        ws = self.G.mapping(z, c, update_w_avg=update_w_avg)
+        """Generate images with style mixing and random noise; returns ``(img [N, C, H, W], ws [N, num_ws, w_dim])``."""
+        n = z.shape[0]
+        ws = self.G.mapping(z, c, update_w_avg=False)
+        if update_w_avg:
+            self._track_w_avg(ws)
         if self.options.style_mixing_prob > 0:
-            n, num_ws = ws.shape[:2]
-            cutoff = torch.randint(1, num_ws, [], device=ws.device)
-            cutoff = torch.where(torch.rand([], device=ws.device) < self.options.style_mixing_prob, cutoff, torch.full_like(cutoff, num_ws))
-            mixed = self.G.mapping(torch.randn_like(z), c, update_w_avg=False)
-            take = torch.arange(num_ws, device=ws.device)[None, :, None] >= cutoff  # [1, num_ws, 1]
-            ws = torch.where(take, mixed, ws)
-        return self.G.synthesis(ws, noise_mode="random"), ws
+            num_ws = ws.shape[1]
+            cutoff = 1 + int(self.random.scalar() * (num_ws - 1))  # uniform in [1, num_ws)
+            if self.random.scalar() >= self.options.style_mixing_prob:
+                cutoff = num_ws
+            mixed = self.G.mapping(self.random.normal(n, z.shape[1], device=z.device), c, update_w_avg=False)
+            ws = torch.cat([ws[:, :cutoff], mixed[:, cutoff:]], dim=1)
+        noise = {name: self.random.normal(n, 1, r, r, device=z.device) for name, r in self.G.synthesis.noise_layers().items()}
+        return self.G.synthesis(ws, noise_mode=noise), ws
 
     def run_D(self, img: torch.Tensor, c: torch.Tensor | None) -> torch.Tensor:
         if self.augment is not None:
@@ -91,10 +149,10 @@ class StyleGAN2Loss:
                 return logs
             n = max(gen_z.shape[0] // o.pl_batch_shrink, 1)
             img, ws = self.run_G(gen_z[:n], None if gen_c is None else gen_c[:n])
-            noise = torch.randn_like(img) / math.sqrt(img.shape[2] * img.shape[3])
+            noise = self.random.normal(n, *img.shape[1:], device=img.device) / math.sqrt(img.shape[2] * img.shape[3])
             (grads,) = torch.autograd.grad((img * noise).sum(), ws, create_graph=True)
             lengths = grads.square().sum(2).mean(1).sqrt()
-            pl_mean = self.pl_mean.lerp(lengths.mean().detach(), o.pl_decay)
+            pl_mean = self.pl_mean.lerp(_all_reduce_mean(lengths.mean().detach()), o.pl_decay)
             self.pl_mean = pl_mean
             loss = (lengths - pl_mean).square() * o.pl_weight
             (img[:, 0, 0, 0] * 0 + loss).mean().mul(gain).backward()
