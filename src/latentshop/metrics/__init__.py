@@ -1,0 +1,53 @@
+"""Image-set metrics: multi-scale sliced Wasserstein distance (SWD) and Fréchet Inception Distance (FID).
+
+Each metric is a class with ``update(images, which)`` (``which`` is ``"real"`` or ``"fake"``) and
+``compute() -> dict[str, float]``; :func:`get_metric` maps a registry name to its constructor.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from latentshop.errors import ConfigError
+from latentshop.metrics.fid import FrechetInceptionDistance, frechet_distance, load_inception
+from latentshop.metrics.swd import SlicedWassersteinDistance, laplacian_pyramid, sliced_wasserstein
+
+__all__ = [
+    "FrechetInceptionDistance",
+    "SlicedWassersteinDistance",
+    "frechet_distance",
+    "get_metric",
+    "laplacian_pyramid",
+    "list_metrics",
+    "load_inception",
+    "sliced_wasserstein",
+]
+
+_METRICS: dict[str, Callable[..., Any]] = {
+    "fid": FrechetInceptionDistance,  # FrechetInceptionDistance(inception_path, *, device, batch_size)
+    "swd": SlicedWassersteinDistance,  # SlicedWassersteinDistance(resolution, *, seed, ...)
+}
+
+
+def list_metrics() -> list[str]:
+    """Names of the registered image-set metrics.
+
+    Example:
+        >>> list_metrics()
+        ['fid', 'swd']
+    """
+    return sorted(_METRICS)
+
+
+def get_metric(name: str) -> Callable[..., Any]:
+    """The constructor registered under ``name`` (see :func:`list_metrics`).
+
+    Example:
+        >>> swd = get_metric("swd")(32)
+        >>> swd.resolutions
+        [32, 16]
+    """
+    try:
+        return _METRICS[name]
+    except KeyError:
+        raise ConfigError(f"unknown metric {name!r}; known metrics: {', '.join(list_metrics())}") from None

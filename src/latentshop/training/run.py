@@ -1,0 +1,140 @@
+"""A training run: the loop around :class:`~latentshop.training.loop.Trainer` that a person starts.
+
+It owns the run folder (``options.json``, ``checkpoint.pt``, ``snapshot-<images seen>.png``, ``log.jsonl``
+and the final latentshop model in ``model/``), progress reporting (kimg, images/s, losses,
+augmentation p, ETA), periodic snapshots, and stopping cleanly: Ctrl-C or SIGTERM finish the
+current step, write a checkpoint and return. ``resume=True`` continues from ``checkpoint.pt``
+exactly. Under ``torchrun`` only rank 0 writes.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import torch.distributed as dist
+from torch.utils.data import Dataset
+
+from latentshop.checkpoints.native import NetworkSpec, write_native
+from latentshop.data.images import atomic_write_bytes, make_grid, save_image, to_uint8
+from latentshop.models.stylegan2 import Discriminator, Generator
+from latentshop.training.loop import TrainOptions, Trainer
+
+__all__ = ["RunOptions", "run_training"]
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How long to train and how often to report."""
+
+    total_kimg: float = 100.0  # stop after this many thousand real images
+    snapshot_kimg: float = 10.0  # checkpoint + image grid every this many thousand images
+    log_every: int = 20  # steps between progress lines
+    grid_size: int = 16  # images in each snapshot grid (fixed latents)
+
+
+def _is_main() -> bool:
+    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+
+
+def _snapshot_grid(G_ema: Generator, z: torch.Tensor, c: torch.Tensor | None, path: Path) -> None:
+    with torch.no_grad():
+        img = G_ema(z, c, noise_mode="const")
+    save_image(make_grid(to_uint8(img)), path)
+
+
+def run_training(
+    G: Generator,
+    D: Discriminator,
+    dataset: Dataset,
+    outdir: str | Path,
+    *,
+    options: TrainOptions = TrainOptions(),
+    run: RunOptions = RunOptions(),
+    resume: bool = False,
+    extra_config: dict[str, Any] | None = None,
+    log: Callable[[str], None] = print,
+) -> Trainer:
+    """Train until ``run.total_kimg`` (or a stop signal); returns the trainer.
+
+    Args:
+        G, D: freshly built networks (their weights are replaced when resuming).
+        dataset: items ``(uint8 [C, H, W], label [c_dim])``.
+        outdir: the run folder (created).
+        options: optimisation settings.
+        run: duration and reporting.
+        resume: continue from ``outdir/checkpoint.pt`` if it exists.
+        extra_config: more facts to store in ``options.json`` (data source, preset).
+        log: where progress lines go.
+    """
+    outdir = Path(outdir)
+    main = _is_main()
+    trainer = Trainer(G, D, dataset, options)
+    ckpt = outdir / "checkpoint.pt"
+    if resume and ckpt.exists():
+        trainer.resume(ckpt)
+        log(f"resumed from {ckpt} at {trainer.nimg / 1000:.1f} kimg")
+    if main:
+        outdir.mkdir(parents=True, exist_ok=True)
+        config = {"train": asdict(options), "run": asdict(run), "G": G.init_kwargs, "D": D.init_kwargs, **(extra_config or {})}
+        atomic_write_bytes(outdir / "options.json", (json.dumps(config, indent=2, default=str) + "\n").encode())
+
+    grid_gen = torch.Generator().manual_seed(1234)
+    grid_z = torch.randn([run.grid_size, G.z_dim], generator=grid_gen)
+    grid_c = None
+    if G.c_dim:
+        grid_c = torch.eye(G.c_dim)[torch.arange(run.grid_size) % G.c_dim]
+
+    stop = {"signal": None}
+
+    def request_stop(signum: int, _frame: Any) -> None:
+        stop["signal"] = signum
+
+    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    total = int(run.total_kimg * 1000)
+    next_snapshot = (trainer.nimg // int(run.snapshot_kimg * 1000) + 1) * int(run.snapshot_kimg * 1000)
+    start_time, start_nimg = time.perf_counter(), trainer.nimg
+    try:
+        while trainer.nimg < total and stop["signal"] is None:
+            logs = trainer.train_step()
+            if trainer.step % run.log_every == 0 or trainer.nimg >= total:
+                elapsed = time.perf_counter() - start_time
+                rate = (trainer.nimg - start_nimg) / max(elapsed, 1e-9)
+                eta = (total - trainer.nimg) / max(rate, 1e-9)
+                entry = {"kimg": trainer.nimg / 1000, "images_per_s": rate, "eta_s": eta, **logs}
+                if main:
+                    with open(outdir / "log.jsonl", "a") as f:
+                        f.write(json.dumps(entry) + "\n")
+                    losses = "  ".join(f"{k} {v:.3f}" for k, v in logs.items())
+                    log(f"kimg {trainer.nimg / 1000:8.2f}  {rate:6.1f} img/s  {losses}  ETA {eta / 3600:5.2f} h")
+            if trainer.nimg >= next_snapshot or trainer.nimg >= total:
+                next_snapshot += int(run.snapshot_kimg * 1000)
+                if main:
+                    trainer.save(ckpt)
+                    _snapshot_grid(trainer.G_ema, grid_z, grid_c, outdir / f"snapshot-{trainer.nimg:09d}.png")
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if main:
+        trainer.save(ckpt)
+        if stop["signal"] is not None:
+            log(f"stopped by signal {stop['signal']} at {trainer.nimg / 1000:.2f} kimg; checkpoint written, resume with --resume")
+        else:
+            export_model(trainer, outdir / "model", extra_config)
+            log(f"done: {trainer.nimg / 1000:.1f} kimg; model written to {outdir / 'model'}")
+    return trainer
+
+
+def export_model(trainer: Trainer, path: Path, info: dict[str, Any] | None = None) -> None:
+    """Write G_ema and D as a latentshop checkpoint folder (the shippable model; G stays in the checkpoint)."""
+    networks = {
+        "G_ema": NetworkSpec("generator", trainer.G_ema.init_kwargs, trainer.G_ema.state_dict()),
+        "D": NetworkSpec("discriminator", trainer.D.init_kwargs, trainer.D.state_dict()),
+    }
+    info = {"trained_kimg": trainer.nimg / 1000, "steps": trainer.step, **(info or {})}
+    write_native(path, networks, info=info, overwrite=True)
