@@ -6,6 +6,7 @@ import typer
 
 from latentshop.cli.checkpoint import convert, info
 from latentshop.cli.generate import generate, mix
+from latentshop.cli.train import train
 
 __all__ = ["app", "main"]
 
@@ -20,6 +21,7 @@ app.command()(generate)
 app.command()(mix)
 app.command()(info)
 app.command()(convert)
+app.command()(train)
 
 
 def main() -> None:

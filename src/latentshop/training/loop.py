@@ -50,7 +50,7 @@ class TrainOptions:
     ema_rampup: float | None = 0.05  # ramp the half-life up over this fraction of the images seen
     loss: LossOptions = field(default_factory=LossOptions)  # loss weights
     seed: int = 0  # seeds the data order, latents, noise and style mixing
-    bf16: bool = False  # bfloat16 autocast on the CPU (mixed precision)
+    bf16: bool = False  # bfloat16 autocast (mixed precision; AMX on the CPU, tensor cores on GPUs)
     ada: bool = False  # adaptive discriminator augmentation (for small datasets)
     ada_target: float = 0.6  # ADA's target for E[sign(D(real))]
     ada_interval: int = 4  # adjust the augmentation probability every this many steps
@@ -120,19 +120,25 @@ class Trainer:
         return torch.optim.Adam(module.parameters(), lr=lr * ratio, betas=(b1**ratio, b2**ratio), eps=self.options.eps)
 
     # -- data -------------------------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        return self.G.mapping.fc0.weight.device
+
     def _batch(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         idx = self.random.integers(self.local_batch, len(self.dataset))
         items = [self.dataset[int(i)] for i in idx]
-        img = torch.stack([torch.as_tensor(x[0]) for x in items]).to(torch.float32) / 127.5 - 1
-        c = torch.stack([torch.as_tensor(x[1], dtype=torch.float32) for x in items]) if self.G.c_dim else None
+        img = torch.stack([torch.as_tensor(x[0]) for x in items]).to(self.device, torch.float32) / 127.5 - 1
+        c = None
+        if self.G.c_dim:
+            c = torch.stack([torch.as_tensor(x[1], dtype=torch.float32) for x in items]).to(self.device)
         return img, c
 
     def _latents(self) -> tuple[torch.Tensor, torch.Tensor | None]:
-        z = self.random.normal(self.local_batch, self.G.z_dim)
+        z = self.random.normal(self.local_batch, self.G.z_dim, device=self.device)
         c = None
         if self.G.c_dim:
             idx = self.random.integers(self.local_batch, len(self.dataset))
-            c = torch.stack([torch.as_tensor(self.dataset[int(i)][1], dtype=torch.float32) for i in idx])
+            c = torch.stack([torch.as_tensor(self.dataset[int(i)][1], dtype=torch.float32) for i in idx]).to(self.device)
         return z, c
 
     def _all_reduce_grads(self, module: nn.Module) -> None:
@@ -162,7 +168,7 @@ class Trainer:
             z, c = self._latents()
             opt.zero_grad(set_to_none=True)
             module.requires_grad_(True)
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=o.bf16):
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=o.bf16):
                 logs.update(self.loss.accumulate_gradients(name, real_img, real_c, z, c, gain=float(interval)))
             module.requires_grad_(False)
             if self.world_size > 1:

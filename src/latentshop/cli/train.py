@@ -1,0 +1,109 @@
+"""``latentshop train``: train a StyleGAN2 on a folder of images or on synthetic faces (also under torchrun)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Optional
+
+import torch
+import typer
+
+from latentshop.cli.common import console, handle_errors
+from latentshop.errors import ConfigError
+
+__all__ = ["train", "open_training_data"]
+
+
+def open_training_data(spec: str, *, res: int, channels: int, split: str | None, xflip: bool) -> torch.utils.data.Dataset:
+    """A dataset from ``PATH`` (folder or zip of images, prepared or not) or ``synthetic:<domain>``."""
+    if spec.startswith("synthetic:"):
+        from latentshop.data.synthetic import SyntheticFaces
+
+        return SyntheticFaces(domain=spec.split(":", 1)[1], res=res, channels=channels, xflip=xflip)
+    from latentshop.data.dataset import ImageFolderDataset
+
+    if not Path(spec).exists():
+        raise ConfigError(f"training data {spec!r} does not exist; give a folder or zip of images, or synthetic:photo|toon|caricature")
+    return ImageFolderDataset(spec, res=res, channels=channels, split=split, xflip=xflip)
+
+
+def _init_distributed() -> bool:
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return False
+    import torch.distributed as dist
+
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    dist.init_process_group(backend)
+    if torch.cuda.is_available():
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    return True
+
+
+@handle_errors
+def train(
+    preset: Optional[str] = typer.Option(None, help="A model recipe: 'default' (real faces) or 'synthetic'."),
+    data: Optional[str] = typer.Option(None, help="Images: a folder or zip (prepared or not), or synthetic:photo|toon|caricature."),
+    outdir: Path = typer.Option(Path("runs/train"), "--outdir", "-o", help="Run folder: checkpoint, snapshots, log, final model."),
+    res: Optional[int] = typer.Option(None, help="Resolution (a power of two; the preset's by default)."),
+    channels: Optional[int] = typer.Option(None, min=1, max=3, help="Image channels: 1 (grayscale) or 3."),
+    kimg: Optional[float] = typer.Option(None, min=0.001, help="Train until this many thousand real images have been shown."),
+    batch: Optional[int] = typer.Option(None, min=1, help="Global batch size (split across torchrun processes)."),
+    snapshot_kimg: Optional[float] = typer.Option(None, min=0.001, help="Checkpoint and image grid every this many kimg."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from OUTDIR/checkpoint.pt (exactly)."),
+    bf16: Optional[bool] = typer.Option(None, "--bf16/--fp32", help="bfloat16 autocast (default on: fast on AMX CPUs)."),
+    ada: Optional[bool] = typer.Option(None, "--ada/--no-ada", help="Adaptive discriminator augmentation (small datasets)."),
+    seed: int = typer.Option(0, help="Seed of weights, data order, latents and noise."),
+    device: str = typer.Option("auto", help="'auto', 'cpu', 'cuda' or 'cuda:N' (under torchrun: one GPU per process)."),
+) -> None:
+    """Train a StyleGAN2 generator and discriminator.
+
+    Ctrl-C or SIGTERM finish the current step and write a checkpoint; --resume continues exactly.
+    Under torchrun the same command trains data-parallel (gloo on CPUs, NCCL on GPUs).
+
+    Examples:
+
+      latentshop train --preset default --data ../shared/data/lfw-faces -o runs/default
+
+      latentshop train --preset synthetic --kimg 50 -o runs/synth --resume
+
+      latentshop train --data my_images/ --res 64 --channels 3 --kimg 500 -o runs/mine
+
+      torchrun --nproc_per_node 2 -m latentshop.cli train --preset synthetic -o runs/ddp
+    """
+    from dataclasses import replace
+
+    from latentshop.models.stylegan2 import Discriminator, Generator
+    from latentshop.runtime import resolve_device
+    from latentshop.training.presets import architecture, get_preset
+    from latentshop.training.run import RunOptions, run_training
+
+    distributed = _init_distributed()
+    if preset is not None:
+        p = get_preset(preset)
+    else:
+        if data is None or res is None:
+            raise ConfigError("without --preset, give --data and --res (and --channels)")
+        from latentshop.training.presets import PRESETS
+
+        p = replace(PRESETS["synthetic"], name="custom", data=data, res=res, channels=channels or 3, split=None, xflip=False)
+    p = replace(p, data=data or p.data, res=res or p.res, channels=channels or p.channels)
+    options = p.options
+    options = replace(options, seed=seed, batch_size=batch or options.batch_size,
+                      bf16=options.bf16 if bf16 is None else bf16, ada=options.ada if ada is None else ada)
+    run = replace(p.run, total_kimg=kimg or p.run.total_kimg, snapshot_kimg=snapshot_kimg or p.run.snapshot_kimg)
+
+    dev = resolve_device(device)
+    if distributed and dev.type == "cuda":
+        dev = torch.device("cuda", torch.cuda.current_device())
+    dataset = open_training_data(p.data, res=p.res, channels=p.channels, split=p.split, xflip=p.xflip)
+    G_kwargs, D_kwargs = architecture(p.res, p.channels, z_dim=p.z_dim, mapping_layers=p.mapping_layers,
+                                      channel_base=p.channel_base, channel_max=p.channel_max,
+                                      c_dim=0)
+    torch.manual_seed(seed)
+    G, D = Generator(**G_kwargs).to(dev), Discriminator(**D_kwargs).to(dev)
+    console.print(f"training {p.name}: {len(dataset)} images from {p.data}, {p.res} px, {p.channels} channel(s), "
+                  f"batch {options.batch_size}, {run.total_kimg} kimg, {'bf16' if options.bf16 else 'fp32'} on {dev}")
+    run_training(G, D, dataset, outdir, options=options, run=run, resume=resume,
+                 extra_config={"preset": p.name, "data": p.data, "split": p.split, "xflip": p.xflip},
+                 log=lambda line: console.print(line, highlight=False))
