@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from latentshop.cli.checkpoint import convert, info
+from latentshop.cli.data import data_app
 from latentshop.cli.generate import generate, mix
 from latentshop.cli.train import train
 
@@ -22,6 +23,7 @@ app.command()(mix)
 app.command()(info)
 app.command()(convert)
 app.command()(train)
+app.add_typer(data_app, name="data")
 
 
 def main() -> None:

@@ -2,9 +2,16 @@
 
 from latentshop.data.dataset import ImageFolderDataset, PrepareReport, SkippedFile, prepare_images, shard_indices
 from latentshop.data.images import atomic_write_bytes, make_grid, save_image, to_uint8
+from latentshop.data.synthetic import FACTORS, PART_NAMES, SyntheticFace, SyntheticFaces, render, write_synthetic_dataset
 
 __all__ = [
+    "FACTORS",
     "ImageFolderDataset",
+    "PART_NAMES",
+    "SyntheticFace",
+    "SyntheticFaces",
+    "render",
+    "write_synthetic_dataset",
     "PrepareReport",
     "SkippedFile",
     "atomic_write_bytes",
