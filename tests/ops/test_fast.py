@@ -86,6 +86,7 @@ def test_compile_failure_falls_back_with_a_warning(monkeypatch):
         raise RuntimeError("no compiler here")
 
     monkeypatch.setattr(fast, "_COMPILE_MIN_NUMEL", 0)
+    monkeypatch.setattr(fast, "_compile_enabled", True)
     monkeypatch.setattr(fast, "_compiled_epilogue", broken)
     monkeypatch.setattr(fast, "_compile_failed", False)
     with torch.no_grad(), warnings.catch_warnings(record=True) as caught:
