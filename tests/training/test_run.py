@@ -45,7 +45,9 @@ RUN = RunOptions(total_kimg=0.024, snapshot_kimg=0.012, log_every=2, grid_size=4
 
 def test_run_writes_snapshots_model_and_log(tmp_path):
     lines = []
-    run_training(*nets(), ToyImages(), tmp_path, options=OPTIONS, run=RUN, log=lines.append)
+    run_training(*nets(), ToyImages(), tmp_path, options=OPTIONS, run=RUN, held_out=ToyImages(), log=lines.append)
+    scores = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [s["kimg"] for s in scores] == [0.012, 0.024] and all(s["swd_avg"] > 0 for s in scores)
     assert sorted(p.name for p in tmp_path.glob("snapshot-*.png")) == ["snapshot-000000012.png", "snapshot-000000024.png"]
     assert (tmp_path / "checkpoint.pt").exists() and json.loads((tmp_path / "options.json").read_text())["train"]["batch_size"] == 4
     entries = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]

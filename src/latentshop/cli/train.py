@@ -28,6 +28,20 @@ def open_training_data(spec: str, *, res: int, channels: int, split: str | None,
     return ImageFolderDataset(spec, res=res, channels=channels, split=split, xflip=xflip)
 
 
+def open_held_out(spec: str, *, res: int, channels: int, split: str | None, override: str | None) -> torch.utils.data.Dataset | None:
+    """Images the run never trains on, for the snapshot metric: ``--held-out``, the synthetic test
+    seeds, or the ``test`` split of a dataset trained on its ``train`` split; otherwise none."""
+    if override is not None:
+        return open_training_data(override, res=res, channels=channels, split=None, xflip=False)
+    if spec.startswith("synthetic:"):
+        from latentshop.data.synthetic import SyntheticFaces
+
+        return SyntheticFaces(domain=spec.split(":", 1)[1], res=res, channels=channels, n=2048, split="test")
+    if split == "train":
+        return open_training_data(spec, res=res, channels=channels, split="test", xflip=False)
+    return None
+
+
 def _init_distributed() -> bool:
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return False
@@ -51,6 +65,7 @@ def train(
     batch: Optional[int] = typer.Option(None, min=1, help="Global batch size (split across torchrun processes)."),
     snapshot_kimg: Optional[float] = typer.Option(None, min=0.001, help="Checkpoint and image grid every this many kimg."),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUTDIR/checkpoint.pt (exactly)."),
+    held_out: Optional[str] = typer.Option(None, "--held-out", help="Images for the snapshot SWD (default: the data's test split)."),
     bf16: Optional[bool] = typer.Option(None, "--bf16/--fp32", help="bfloat16 autocast (default on: fast on AMX CPUs)."),
     ada: Optional[bool] = typer.Option(None, "--ada/--no-ada", help="Adaptive discriminator augmentation (small datasets)."),
     seed: int = typer.Option(0, help="Seed of weights, data order, latents and noise."),
@@ -104,6 +119,7 @@ def train(
     G, D = Generator(**G_kwargs).to(dev), Discriminator(**D_kwargs).to(dev)
     console.print(f"training {p.name}: {len(dataset)} images from {p.data}, {p.res} px, {p.channels} channel(s), "
                   f"batch {options.batch_size}, {run.total_kimg} kimg, {'bf16' if options.bf16 else 'fp32'} on {dev}")
-    run_training(G, D, dataset, outdir, options=options, run=run, resume=resume,
+    held = open_held_out(p.data, res=p.res, channels=p.channels, split=p.split, override=held_out)
+    run_training(G, D, dataset, outdir, options=options, run=run, resume=resume, held_out=held,
                  extra_config={"preset": p.name, "data": p.data, "split": p.split, "xflip": p.xflip},
                  log=lambda line: console.print(line, highlight=False))
