@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
+
 import torch
 
 from latentshop.errors import ConfigError
 
-__all__ = ["resolve_device"]
+__all__ = ["current_umask", "resolve_device"]
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
@@ -33,3 +35,10 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     elif dev.type not in ("cpu", "mps"):
         raise ConfigError(f"device type {dev.type!r} is not supported; use 'cpu' or 'cuda'")
     return dev
+
+
+def current_umask() -> int:
+    """The process umask (files written through temporary names get the usual permissions from it)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

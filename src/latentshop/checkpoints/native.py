@@ -21,6 +21,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from latentshop.errors import CheckpointError
+from latentshop.runtime import current_umask
 
 __all__ = ["FORMAT_VERSION", "CONFIG_NAME", "WEIGHTS_NAME", "NetworkSpec", "is_native", "read_native", "write_native"]
 
@@ -149,8 +150,7 @@ def write_native(
     try:
         save_file(tensors, str(tmp / WEIGHTS_NAME), metadata={"format": "pt", "latentshop_format_version": str(FORMAT_VERSION)})
         (tmp / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
-        mask = os.umask(0)
-        os.umask(mask)
+        mask = current_umask()
         os.chmod(tmp, 0o777 & ~mask)  # mkdtemp makes a private folder; publish it with the usual permissions
         for f in tmp.iterdir():
             os.chmod(f, 0o666 & ~mask)

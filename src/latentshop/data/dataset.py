@@ -67,6 +67,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from latentshop.errors import ConfigError, ImageError
+from latentshop.runtime import current_umask
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -587,7 +588,7 @@ def prepare_images(
                 "skipped": [{"source": s.source, "reason": s.reason} for s in skipped],
             }
             (tmp / DATASET_JSON).write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
-            os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700 folders; give the usual permissions
+            os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes 0700 folders; give the usual permissions
             _commit(tmp, out_path, overwrite)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -597,10 +598,6 @@ def prepare_images(
     return PrepareReport(out=out_path, written=len(files), skipped=tuple(skipped), considered=len(entries))
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 # --------------------------------------------------------------------------------------------------

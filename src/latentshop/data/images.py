@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 
 from latentshop.errors import ImageError, ShapeError
+from latentshop.runtime import current_umask
 
 __all__ = ["to_uint8", "make_grid", "save_image", "atomic_write_bytes"]
 
@@ -44,10 +45,6 @@ def make_grid(images: np.ndarray, *, cols: int | None = None, pad: int = 0, back
     return grid
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
@@ -58,7 +55,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual permissions
+        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600 files; give the usual permissions
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -60,6 +60,7 @@ import torch
 from PIL import Image
 
 from latentshop.errors import ConfigError
+from latentshop.runtime import current_umask
 
 __all__ = [
     "DOMAINS",
@@ -894,7 +895,7 @@ def write_synthetic_dataset(
             print(file=sys.stderr)
         labels = {**header, "part_names": list(PART_NAMES), "factors": all_factors}
         (tmp / "labels.json").write_text(json.dumps(labels, indent=1) + "\n")
-        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700 folders
+        os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes 0700 folders
         os.rename(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -902,10 +903,6 @@ def write_synthetic_dataset(
     return out_dir
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 TEST_SEED_START = 1_000_000  # seeds from here on are held out: training sets never use them

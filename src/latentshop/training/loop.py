@@ -14,8 +14,8 @@ checkpoint continues bit for bit as if it had never stopped (on the CPU).
 from __future__ import annotations
 
 import copy
+import io
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -25,6 +25,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import Dataset
 
+from latentshop.data.images import atomic_write_bytes
 from latentshop.errors import CheckpointError, ConfigError
 from latentshop.models.stylegan2 import Discriminator, Generator
 from latentshop.training.augment import AdaptiveAugment
@@ -58,15 +59,9 @@ class TrainOptions:
 
 
 def _atomic_torch_save(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 class Trainer:
