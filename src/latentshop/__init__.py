@@ -15,6 +15,7 @@ from latentshop.checkpoints import (
     load_generator,
     read_checkpoint,
 )
+from latentshop.checkpoints.evaluators import list_evaluators, load_evaluator
 from latentshop.errors import CheckpointError, ConfigError, ImageError, LatentshopError, ShapeError
 
 __version__ = "0.1.0"
@@ -28,7 +29,9 @@ __all__ = [
     "__version__",
     "convert_checkpoint",
     "list_checkpoint_formats",
+    "list_evaluators",
     "list_models",
+    "load_evaluator",
     "load_discriminator",
     "load_generator",
     "read_checkpoint",

@@ -13,6 +13,7 @@ from latentshop.checkpoints.loader import (
     load_generator,
     read_checkpoint,
 )
+from latentshop.checkpoints.evaluators import list_evaluators, load_evaluator, save_evaluator
 from latentshop.checkpoints.native import NetworkSpec, read_native, write_native
 from latentshop.checkpoints.zoo import list_models
 
@@ -23,10 +24,13 @@ __all__ = [
     "compute_w_avg",
     "convert_checkpoint",
     "list_checkpoint_formats",
+    "list_evaluators",
     "list_models",
+    "load_evaluator",
     "load_discriminator",
     "load_generator",
     "read_checkpoint",
     "read_native",
+    "save_evaluator",
     "write_native",
 ]

@@ -23,7 +23,7 @@ from safetensors.torch import load_file, save_file
 from latentshop.errors import CheckpointError
 from latentshop.runtime import current_umask
 
-__all__ = ["FORMAT_VERSION", "CONFIG_NAME", "WEIGHTS_NAME", "NetworkSpec", "is_native", "read_native", "write_native"]
+__all__ = ["FORMAT_VERSION", "CONFIG_NAME", "WEIGHTS_NAME", "NetworkSpec", "is_native", "read_native", "write_native", "write_folder"]
 
 FORMAT_VERSION = 1
 CONFIG_NAME = "config.json"
@@ -146,9 +146,24 @@ def write_native(
     tensors = {
         f"{name}.{k}": v.detach().to("cpu").contiguous() for name, spec in networks.items() for k, v in spec.state_dict.items()
     }
+    write_folder(out, tensors, config, overwrite=overwrite)
+    return out
+
+
+def write_folder(path: str | os.PathLike, tensors: dict[str, torch.Tensor], config: dict[str, Any], *, overwrite: bool = False) -> Path:
+    """Write ``model.safetensors`` + ``config.json`` as one folder, atomically.
+
+    The files go to a temporary sibling folder that is renamed into place, so a reader never sees a
+    half-written checkpoint and an existing one is replaced only once the new one is complete.
+    """
+    out = Path(path)
+    if out.exists() and not overwrite:
+        raise CheckpointError(out, "already exists; choose another output or pass overwrite=True (--force)")
+    out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        save_file(tensors, str(tmp / WEIGHTS_NAME), metadata={"format": "pt", "latentshop_format_version": str(FORMAT_VERSION)})
+        save_file({k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}, str(tmp / WEIGHTS_NAME),
+                  metadata={"format": "pt", "latentshop_format_version": str(FORMAT_VERSION)})
         (tmp / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
         mask = current_umask()
         os.chmod(tmp, 0o777 & ~mask)  # mkdtemp makes a private folder; publish it with the usual permissions

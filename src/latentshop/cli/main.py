@@ -6,6 +6,7 @@ import typer
 
 from latentshop.cli.checkpoint import convert, info
 from latentshop.cli.data import data_app
+from latentshop.cli.evaluator import evaluator_app
 from latentshop.cli.generate import generate, mix
 from latentshop.cli.train import train
 
@@ -24,6 +25,7 @@ app.command()(info)
 app.command()(convert)
 app.command()(train)
 app.add_typer(data_app, name="data")
+app.add_typer(evaluator_app, name="evaluator")
 
 
 def main() -> None:

@@ -1,6 +1,6 @@
 """Data at the two ends of the pipeline: image files in and out, and training datasets."""
 
-from latentshop.data.dataset import ImageFolderDataset, PrepareReport, SkippedFile, prepare_images, shard_indices
+from latentshop.data.dataset import ImageFolderDataset, PrepareReport, SkippedFile, load_image, prepare_images, shard_indices
 from latentshop.data.images import atomic_write_bytes, make_grid, save_image, to_uint8
 from latentshop.data.synthetic import FACTORS, PART_NAMES, SyntheticFace, SyntheticFaces, render, write_synthetic_dataset
 
@@ -15,6 +15,7 @@ __all__ = [
     "PrepareReport",
     "SkippedFile",
     "atomic_write_bytes",
+    "load_image",
     "make_grid",
     "prepare_images",
     "save_image",

@@ -70,6 +70,7 @@ from latentshop.errors import ConfigError, ImageError
 from latentshop.runtime import current_umask
 
 __all__ = [
+    "load_image",
     "IMAGE_SUFFIXES",
     "MAX_FILE_BYTES",
     "MAX_IMAGE_PIXELS",
@@ -424,6 +425,36 @@ def _prepare_one(
         raise
     except Exception as e:  # a decoder that fails late (lazy tiles) or an odd mode
         raise _Skip("corrupt", f"{type(e).__name__}: {e}") from None
+
+
+def load_image(path: str | os.PathLike, *, res: int | None = None, channels: int = 3, background: int = 255,
+               max_pixels: int = MAX_IMAGE_PIXELS) -> torch.Tensor:
+    """Read one image file as a tensor ``(channels, H, W)`` in ``[-1, 1]``.
+
+    The file is decoded with the same checks as :func:`prepare_images` (size before pixels, EXIF
+    orientation, any pixel mode to ``L``/``RGB``, alpha composited on ``background``).
+
+    Args:
+        path: the image file.
+        res: centre-crop and resize to ``res x res`` (Lanczos); ``None`` keeps the image as it is.
+        channels: 1 (luma) or 3.
+
+    Raises:
+        ImageError: the file is missing, not an image, corrupt, or too large.
+    """
+    _check_options(res or 1, channels, background)
+    try:
+        data = Path(path).read_bytes()
+    except OSError as e:
+        raise ImageError(f"{path}: cannot read the file ({e.strerror or e})") from None
+    try:
+        img = _to_channels(_to_l_or_rgb(_decode(data, max_pixels=max_pixels), background), channels)
+        if res is not None:
+            img = _square_resize(img, res)
+    except _Skip as e:
+        raise ImageError(f"{path}: {e.reason}") from None
+    a = np.asarray(img, dtype=np.float32).reshape(img.size[1], img.size[0], channels)
+    return torch.from_numpy(a.transpose(2, 0, 1).copy()).div_(127.5).sub_(1.0)
 
 
 def _write_png(img: Image.Image, path: Path) -> None:

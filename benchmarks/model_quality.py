@@ -1,0 +1,278 @@
+"""Measure a bundled model: seed grid, SWD against its held-out split, and its samples' label mix.
+
+    python benchmarks/model_quality.py default   --run runs/default     # real faces (lfw-faces test split)
+    python benchmarks/model_quality.py synthetic --run runs/synthetic   # synthetic:photo (held-out seeds)
+
+For every model:
+
+- a seed grid (seeds 0-31, ``psi`` 1 and 0.7, constant noise) in ``docs/images/<name>-seeds*.png``;
+- multi-scale SWD (x 1e3, progressive-GAN protocol, :mod:`latentshop.metrics.swd`) between
+  ``n_swd`` samples and the held-out split, and, as the floor the estimator reaches with the
+  same number of images, between the training split and the held-out split;
+- ``synthetic``: the shipped factor regressor's per-factor mean and std on ``n`` samples
+  versus on ``n`` held-out renders (and the renders' true factors), with the differences;
+- ``default``: the shipped expression classifier's class mix on ``n`` samples versus on the real
+  photos, beside the label mix of the data;
+- the training time, summed from the run's ``log.jsonl`` (``--run``).
+
+Writes ``benchmarks/results/model_<name>.json`` and ``.md``; ``docs/models.md`` gathers the
+markdown of every model measured so far.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+DOCS = ROOT / "docs"
+SHARED = ROOT.parent / "shared"
+LFW = SHARED / "data" / "lfw-faces"
+sys.path.insert(0, str(ROOT / "src"))
+
+from latentshop import load_evaluator, load_generator  # noqa: E402
+from latentshop.checkpoints.zoo import resolve_model  # noqa: E402
+from latentshop.data.images import make_grid, save_image, to_uint8  # noqa: E402
+from latentshop.metrics.swd import sliced_wasserstein  # noqa: E402
+
+N_DEFAULT = 5000
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def seed_z(G: torch.nn.Module, seeds: range) -> torch.Tensor:
+    return torch.from_numpy(np.stack([np.random.RandomState(s).randn(G.z_dim) for s in seeds])).float()
+
+
+@torch.no_grad()
+def sample(G: torch.nn.Module, n: int, *, seed: int = 123, batch: int = 250, psi: float = 1.0) -> torch.Tensor:
+    """``n`` samples (random z, random noise), float in ``[-1, 1]``, on the CPU."""
+    gen = torch.Generator().manual_seed(seed)
+    out = []
+    for i in range(0, n, batch):
+        z = torch.randn([min(batch, n - i), G.z_dim], generator=gen)
+        torch.manual_seed(seed + i)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            img = G(z, None, truncation_psi=psi, noise_mode="random", impl="fast")
+        out.append(img.float().clamp(-1, 1))
+    return torch.cat(out)
+
+
+def seed_grids(G: torch.nn.Module, name: str) -> list[str]:
+    paths = []
+    for psi, suffix in ((1.0, ""), (0.7, "-psi0.7")):
+        with torch.no_grad():
+            img = G(seed_z(G, range(32)), None, truncation_psi=psi, noise_mode="const")
+        path = DOCS / "images" / f"{name}-seeds{suffix}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_image(make_grid(to_uint8(img), cols=8), path)
+        paths.append(str(path.relative_to(ROOT)))
+    return paths
+
+
+def training_hours(run: Path | None) -> dict[str, Any] | None:
+    """Hours of training summed over the log's intervals (kimg step / images per second)."""
+    if run is None or not (run / "log.jsonl").is_file():
+        return None
+    rows = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines() if line.strip()]
+    rows = [r for r in rows if "kimg" in r and "images_per_s" in r]
+    seconds, prev = 0.0, 0.0
+    for r in rows:
+        if r["kimg"] > prev and r["images_per_s"] > 0:
+            seconds += (r["kimg"] - prev) * 1000 / r["images_per_s"]
+        prev = r["kimg"]
+    ips = [r["images_per_s"] for r in rows]
+    return {"kimg": prev, "hours": round(seconds / 3600, 2), "median_images_per_s": round(float(np.median(ips)), 2)}
+
+
+def _uint8_to_float(x: torch.Tensor) -> torch.Tensor:
+    return x.float().div(127.5).sub(1)
+
+
+# ----------------------------------------------------------------------------------------------
+
+
+def measure_synthetic(G: torch.nn.Module, n: int, n_swd: int) -> dict[str, Any]:
+    from latentshop.data.synthetic import FACTORS, TEST_SEED_START, render_batch
+
+    workers = min(2, os.cpu_count() or 1)
+    t0 = time.perf_counter()
+    data, factors, _ = render_batch(range(TEST_SEED_START, TEST_SEED_START + n), res=G.img_resolution, workers=workers)
+    data = torch.from_numpy(data).permute(0, 3, 1, 2).contiguous()
+    train_ref, _, _ = render_batch(range(0, n_swd), res=G.img_resolution, workers=workers)
+    train_ref = torch.from_numpy(train_ref).permute(0, 3, 1, 2).contiguous()
+    fake = sample(G, n)
+    swd = sliced_wasserstein(data[:n_swd], fake[:n_swd])
+    floor = sliced_wasserstein(data[:n_swd], train_ref)
+
+    ev = load_evaluator("synthetic")
+    p_data = ev.predict(_uint8_to_float(data))
+    p_fake = ev.predict(fake)
+    rows = []
+    for name, fac in FACTORS.items():
+        if fac.kind == "choice":
+            k = len(fac.choices)
+            f_d = torch.bincount(p_data[name], minlength=k).double() / n
+            f_f = torch.bincount(p_fake[name], minlength=k).double() / n
+            truth = torch.tensor([fac.choices.index(f[name]) for f in factors])
+            f_t = torch.bincount(truth, minlength=k).double() / n
+            rows.append({"factor": name, "kind": "choice", "truth": f_t.tolist(), "data": f_d.tolist(), "samples": f_f.tolist(),
+                         "total_variation": float(0.5 * (f_d - f_f).abs().sum())})
+            continue
+        truth = torch.tensor([float(f[name]) for f in factors])
+        d, f = p_data[name].double(), p_fake[name].double()
+        if fac.kind == "bool":
+            d, f = (d > 0.5).double(), (f > 0.5).double()
+        rows.append({"factor": name, "kind": fac.kind,
+                     "truth_mean": float(truth.mean()), "truth_std": float(truth.std()),
+                     "data_mean": float(d.mean()), "data_std": float(d.std()),
+                     "samples_mean": float(f.mean()), "samples_std": float(f.std()),
+                     "diff_mean": float(f.mean() - d.mean()), "diff_std": float(f.std() - d.std())})
+    return {"swd": swd, "swd_floor_train_vs_test": floor, "factors": rows, "n": n, "n_swd": n_swd,
+            "seconds": round(time.perf_counter() - t0, 1)}
+
+
+def measure_default(G: torch.nn.Module, n: int, n_swd: int) -> dict[str, Any]:
+    from latentshop.data.dataset import ImageFolderDataset
+    from latentshop.training.evaluators import _EXPRESSION_ALIASES, EXPRESSION_CLASSES
+
+    t0 = time.perf_counter()
+    res = G.img_resolution
+
+    def load(split: str | None) -> tuple[torch.Tensor, list[Any]]:
+        ds = ImageFolderDataset(LFW, res=res, channels=G.img_channels, split=split)
+        imgs = torch.stack([ds[i][0] for i in range(len(ds))])
+        return imgs, [ds.get_details(i)["labels"].get("expression") for i in range(len(ds))]
+
+    test, _ = load("test")
+    train, _ = load("train")
+    every, labels = load(None)
+    fake = sample(G, max(n, n_swd))
+    k = min(n_swd, len(test))
+    gen = torch.Generator().manual_seed(0)
+    swd = sliced_wasserstein(test[:k], fake[:k])
+    floor = sliced_wasserstein(test[:k], train[torch.randperm(len(train), generator=gen)[:k]])
+
+    ev = load_evaluator("expression")
+    classes = list(ev.classes)
+    p_real = torch.bincount(ev.predict_proba(_uint8_to_float(every)).argmax(1), minlength=len(classes)).double()
+    p_fake = torch.bincount(ev.predict_proba(fake[:n]).argmax(1), minlength=len(classes)).double()
+    lab = [_EXPRESSION_ALIASES.get(x, x) for x in labels]
+    lab_counts = torch.tensor([sum(1 for x in lab if x == c) for c in classes], dtype=torch.float64)
+    other = sum(1 for x in lab if x not in EXPRESSION_CLASSES)
+    mix = [{"class": c, "labels": float(lab_counts[i] / len(lab)), "real_predicted": float(p_real[i] / len(every)),
+            "samples_predicted": float(p_fake[i] / n)} for i, c in enumerate(classes)]
+    tv = float(0.5 * (p_real / len(every) - p_fake / n).abs().sum())
+    return {"swd": swd, "swd_floor_train_vs_test": floor, "n_swd": k, "n": n, "expression_mix": mix,
+            "labels_other_fraction": other / len(lab), "total_variation_real_vs_samples": tv,
+            "seconds": round(time.perf_counter() - t0, 1)}
+
+
+# ----------------------------------------------------------------------------------------------
+
+
+def _swd_line(r: dict[str, Any]) -> str:
+    s, f = r["swd"], r["swd_floor_train_vs_test"]
+    levels = [k for k in s if k != "swd_avg"]
+    cells = " | ".join(f"{s[k]:.2f} ({f[k]:.2f})" for k in levels + ["swd_avg"])
+    return (f"| {' | '.join(k.replace('swd_', '') + ' px' for k in levels)} | average |\n"
+            f"|{'---|' * (len(levels) + 1)}\n| {cells} |\n\n"
+            f"SWD x 1e3 between {r['n_swd']} samples (psi 1, random noise) and {r['n_swd']} held-out images; in brackets the same "
+            f"estimator between held-out and training images — the floor a perfect model would reach.\n")
+
+
+def markdown(name: str, r: dict[str, Any]) -> str:
+    lines = [f"## `{name}`\n"]
+    info = r.get("model_info", {})
+    lines.append(f"{info.get('description', '')}\n")
+    for p in r["grids"]:
+        lines.append(f"![{name} seeds 0-31]({Path(p).relative_to('docs')})\n")
+    lines.append("Seeds 0-31: psi 1 (first grid) and psi 0.7 (second), constant noise.\n")
+    if r.get("training"):
+        t = r["training"]
+        lines.append(f"Training: {t['kimg']:.0f} kimg in {t['hours']:.1f} h on this 2-core CPU "
+                     f"(median {t['median_images_per_s']:.1f} images/s, bfloat16 autocast).\n")
+    lines.append("### SWD against the held-out split\n")
+    lines.append(_swd_line(r))
+    if "factors" in r:
+        lines.append("### Factor distribution: samples versus data (the `synthetic` evaluator)\n")
+        lines.append(f"Evaluator predictions on {r['n']} samples and on {r['n']} held-out renders; `truth` is the renders' "
+                     "actual factors. Floats: mean / std; glasses: rate. Hues are periodic; their linear mean/std is shown.\n")
+        lines.append("| factor | truth mean / std | data (evaluator) mean / std | samples mean / std | Δ mean | Δ std |")
+        lines.append("|---|---|---|---|---|---|")
+        for row in r["factors"]:
+            if row["kind"] == "choice":
+                fmt = lambda v: " ".join(f"{x:.2f}" for x in v)  # noqa: E731
+                lines.append(f"| {row['factor']} (class freq.) | {fmt(row['truth'])} | {fmt(row['data'])} | {fmt(row['samples'])} | "
+                             f"TV {row['total_variation']:.3f} | |")
+            else:
+                lines.append(f"| {row['factor']} | {row['truth_mean']:.3f} / {row['truth_std']:.3f} | {row['data_mean']:.3f} / "
+                             f"{row['data_std']:.3f} | {row['samples_mean']:.3f} / {row['samples_std']:.3f} | "
+                             f"{row['diff_mean']:+.3f} | {row['diff_std']:+.3f} |")
+        lines.append("")
+    if "expression_mix" in r:
+        lines.append("### Expression mix: samples versus data (the `expression` evaluator)\n")
+        lines.append("| class | labels (all photos) | predicted on the photos | predicted on samples |")
+        lines.append("|---|---|---|---|")
+        for row in r["expression_mix"]:
+            lines.append(f"| {row['class']} | {row['labels']:.1%} | {row['real_predicted']:.1%} | {row['samples_predicted']:.1%} |")
+        lines.append(f"\n{r['n']} samples; labels outside these classes (fear, contempt, missing): {r['labels_other_fraction']:.1%}. "
+                     f"Total variation between the predicted mixes on photos and on samples: {r['total_variation_real_vs_samples']:.3f}.\n")
+    return "\n".join(lines)
+
+
+def write_docs() -> Path:
+    parts = ["# The bundled models\n",
+             "Measured by `benchmarks/model_quality.py` (this file is generated; the numbers are in "
+             "`benchmarks/results/model_*.json`). Reproduce a model from scratch with "
+             "`latentshop train --preset NAME -o runs/NAME`.\n"]
+    for name in ("default", "synthetic"):
+        md = RESULTS / f"model_{name}.md"
+        if md.is_file():
+            parts.append(md.read_text())
+    path = DOCS / "models.md"
+    _write_atomic(path, "\n".join(parts))
+    return path
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("model", choices=["default", "synthetic"])
+    ap.add_argument("--run", type=Path, default=None, help="the training run folder (for the training time)")
+    ap.add_argument("--n", type=int, default=N_DEFAULT, help="samples for the label distributions")
+    ap.add_argument("--n-swd", type=int, default=2048, help="images per set for SWD (default: capped by the held-out split)")
+    args = ap.parse_args(argv)
+    torch.manual_seed(0)
+    G = load_generator(args.model)
+    result: dict[str, Any] = {"model": args.model, "torch": torch.__version__, "threads": torch.get_num_threads(),
+                              "machine": platform.processor() or platform.machine()}
+    cfg = json.loads((resolve_model(args.model) / "config.json").read_text())
+    result["model_info"] = cfg.get("info", {})
+    result["grids"] = seed_grids(G, args.model)
+    result["training"] = training_hours(args.run) or result["model_info"].get("training")
+    measure = measure_synthetic if args.model == "synthetic" else measure_default
+    result.update(measure(G, args.n, args.n_swd))
+    _write_atomic(RESULTS / f"model_{args.model}.json", json.dumps(result, indent=1) + "\n")
+    _write_atomic(RESULTS / f"model_{args.model}.md", markdown(args.model, result))
+    print(markdown(args.model, result))
+    print(f"wrote {write_docs()}")
+    return result
+
+
+if __name__ == "__main__":
+    main()

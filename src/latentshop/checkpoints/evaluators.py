@@ -1,0 +1,130 @@
+"""Saving and loading evaluators (:mod:`latentshop.models.evaluators`).
+
+An evaluator is a folder like a latentshop checkpoint: ``model.safetensors`` + ``config.json``,
+whose config names the evaluator kind, its constructor arguments and what it was measured to do
+(``metrics``). The shipped evaluators live in ``src/latentshop/zoo/evaluators/<name>/``:
+
+- ``synthetic`` — :class:`~latentshop.models.evaluators.FactorRegressor` for the synthetic faces;
+- ``expression`` — :class:`~latentshop.models.evaluators.ExpressionClassifier` for aligned real faces.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
+
+from latentshop.checkpoints.native import CONFIG_NAME, FORMAT_VERSION, WEIGHTS_NAME, _jsonable, write_folder
+from latentshop.checkpoints.zoo import BUNDLED_DIR
+from latentshop.errors import CheckpointError, ShapeError
+from latentshop.models.evaluators import ExpressionClassifier, FactorRegressor
+from latentshop.runtime import resolve_device
+
+__all__ = ["EVALUATORS_DIR", "list_evaluators", "load_evaluator", "save_evaluator"]
+
+EVALUATORS_DIR = BUNDLED_DIR / "evaluators"
+_KINDS = {cls.kind: cls for cls in (FactorRegressor, ExpressionClassifier)}
+_MAX_WIDTH, _MAX_RES = 2048, 512  # bounds on stored constructor arguments: a config cannot make us allocate a huge net
+
+
+def list_evaluators() -> list[str]:
+    """Names of the shipped evaluators.
+
+    Example:
+        >>> set(list_evaluators()) >= {"synthetic", "expression"}
+        True
+    """
+    if not EVALUATORS_DIR.is_dir():
+        return []
+    return sorted(p.name for p in EVALUATORS_DIR.iterdir() if (p / CONFIG_NAME).is_file())
+
+
+def save_evaluator(net: FactorRegressor | ExpressionClassifier, path: str | os.PathLike, *,
+                   metrics: dict[str, Any] | None = None, info: dict[str, Any] | None = None,
+                   overwrite: bool = False) -> Path:
+    """Write an evaluator folder atomically.
+
+    Args:
+        net: the evaluator.
+        path: the folder to write.
+        metrics: what it was measured to do (held-out accuracy, R², ...), kept in ``config.json``.
+        info: provenance (training data, steps, seconds).
+        overwrite: replace an existing folder.
+    """
+    from latentshop import __version__
+
+    config = {
+        "format_version": FORMAT_VERSION,
+        "library": f"latentshop {__version__}",
+        "evaluator": {"kind": net.kind, "init_kwargs": _jsonable(net.init_kwargs)},
+        "metrics": _jsonable(metrics or {}),
+        "info": _jsonable(info or {}),
+    }
+    return write_folder(path, net.state_dict(), config, overwrite=overwrite)
+
+
+def _check_kwargs(kwargs: dict[str, Any], path: Path) -> None:
+    widths = kwargs.get("widths", [])
+    ok = (isinstance(widths, list) and all(isinstance(w, int) and 0 < w <= _MAX_WIDTH for w in widths)
+          and isinstance(kwargs.get("res", 64), int) and 16 <= kwargs.get("res", 64) <= _MAX_RES
+          and isinstance(kwargs.get("features", 256), int) and 0 < kwargs.get("features", 256) <= 4 * _MAX_WIDTH)
+    if not ok:
+        raise CheckpointError(path, f"evaluator arguments out of range: {kwargs}")
+
+
+def load_evaluator(name_or_path: str | os.PathLike, *, device: str | torch.device = "cpu") -> FactorRegressor | ExpressionClassifier:
+    """Load an evaluator by name (``"synthetic"``, ``"expression"``) or from a folder.
+
+    Returns the network in eval mode without gradients; ``net.metrics`` holds its measured quality.
+
+    Example:
+        >>> net = load_evaluator("expression")
+        >>> "happiness" in net.classes
+        True
+    """
+    p = Path(name_or_path)
+    if not (p / CONFIG_NAME).is_file():
+        named = EVALUATORS_DIR / str(name_or_path)
+        if isinstance(name_or_path, str) and os.sep not in name_or_path and (named / CONFIG_NAME).is_file():
+            p = named
+        else:
+            known = ", ".join(list_evaluators()) or "none"
+            raise CheckpointError(p, f"no evaluator folder here and no shipped evaluator of that name (shipped: {known})")
+    try:
+        config = json.loads((p / CONFIG_NAME).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(p / CONFIG_NAME, f"cannot read the config ({e})")
+    entry = config.get("evaluator") if isinstance(config, dict) else None
+    if not isinstance(entry, dict) or entry.get("kind") not in _KINDS or not isinstance(entry.get("init_kwargs"), dict):
+        raise CheckpointError(p / CONFIG_NAME, f"not an evaluator config (kinds: {', '.join(_KINDS)})")
+    if not isinstance(config.get("format_version"), int) or config["format_version"] > FORMAT_VERSION:
+        raise CheckpointError(p / CONFIG_NAME, f"format_version {config.get('format_version')!r} is newer than this latentshop reads; upgrade")
+    _check_kwargs(entry["init_kwargs"], p)
+    try:
+        state = load_file(str(p / WEIGHTS_NAME), device="cpu")
+    except FileNotFoundError:
+        raise CheckpointError(p, f"{WEIGHTS_NAME} is missing beside {CONFIG_NAME}")
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(p / WEIGHTS_NAME, f"cannot read the weights: corrupt or truncated safetensors file ({e})")
+    try:
+        net = _KINDS[entry["kind"]](**entry["init_kwargs"])
+    except (TypeError, ValueError, RuntimeError, ShapeError) as e:
+        raise CheckpointError(p, f"cannot build a {entry['kind']} from {entry['init_kwargs']}: {e}")
+    own = net.state_dict()
+    if set(own) != set(state):
+        raise CheckpointError(p, f"weights do not match the architecture: missing {sorted(set(own) - set(state))[:5]}, "
+                                 f"unexpected {sorted(set(state) - set(own))[:5]}")
+    for k, v in state.items():
+        if v.shape != own[k].shape:
+            raise CheckpointError(p, f"tensor {k!r} has shape {tuple(v.shape)}, the architecture needs {tuple(own[k].shape)}")
+        if v.is_floating_point() and not torch.isfinite(v).all():
+            raise CheckpointError(p, f"tensor {k!r} contains NaN or Inf values; the file is corrupt")
+    net.load_state_dict(state, strict=True)
+    net.metrics = config.get("metrics", {})
+    net.info = config.get("info", {})
+    return net.eval().requires_grad_(False).to(resolve_device(device))

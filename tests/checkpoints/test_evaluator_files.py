@@ -1,0 +1,96 @@
+"""Saving and loading evaluators, hostile folders, and the shipped evaluators' quality."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from latentshop.checkpoints.evaluators import list_evaluators, load_evaluator, save_evaluator
+from latentshop.errors import CheckpointError
+from latentshop.models.evaluators import ExpressionClassifier, FactorRegressor
+
+TINY = dict(res=16, widths=(4, 8, 8))
+
+
+def _perturbed(net):
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.1, 0.1)
+    return net.eval()
+
+
+@pytest.mark.parametrize("make", [lambda: FactorRegressor(**TINY), lambda: ExpressionClassifier(classes=["x", "y"], **TINY)])
+def test_round_trip(tmp_path, make):
+    torch.manual_seed(0)
+    net = _perturbed(make())
+    x = torch.rand(3, 3, 16, 16) * 2 - 1
+    path = save_evaluator(net, tmp_path / "ev", metrics={"accuracy": 0.5}, info={"steps": 1})
+    back = load_evaluator(path)
+    assert type(back) is type(net) and back.metrics == {"accuracy": 0.5}
+    assert torch.equal(back(x), net(x))
+    with pytest.raises(CheckpointError, match="already exists"):
+        save_evaluator(net, path)
+
+
+def _saved(tmp_path):
+    return save_evaluator(FactorRegressor(**TINY), tmp_path / "ev")
+
+
+def test_unknown_name_lists_shipped(tmp_path):
+    with pytest.raises(CheckpointError, match="shipped"):
+        load_evaluator("no-such-evaluator")
+
+
+def test_huge_widths_refused_before_building(tmp_path):
+    path = _saved(tmp_path)
+    cfg = json.loads((path / "config.json").read_text())
+    cfg["evaluator"]["init_kwargs"]["widths"] = [4, 8, 10**7]
+    (path / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError, match="out of range"):
+        load_evaluator(path)
+
+
+def test_wrong_kind_and_version(tmp_path):
+    path = _saved(tmp_path)
+    cfg = json.loads((path / "config.json").read_text())
+    (path / "config.json").write_text(json.dumps({**cfg, "evaluator": {"kind": "os.system", "init_kwargs": {}}}))
+    with pytest.raises(CheckpointError, match="not an evaluator"):
+        load_evaluator(path)
+    (path / "config.json").write_text(json.dumps({**cfg, "format_version": 99}))
+    with pytest.raises(CheckpointError, match="upgrade"):
+        load_evaluator(path)
+
+
+def test_corrupt_and_mismatched_weights(tmp_path):
+    path = _saved(tmp_path)
+    weights = path / "model.safetensors"
+    good = weights.read_bytes()
+    weights.write_bytes(good[: len(good) // 2])
+    with pytest.raises(CheckpointError, match="corrupt"):
+        load_evaluator(path)
+    state = FactorRegressor(**TINY).state_dict()
+    state["head.bias"] = torch.full_like(state["head.bias"], float("nan"))
+    save_file({k: v.contiguous() for k, v in state.items()}, str(weights))
+    with pytest.raises(CheckpointError, match="NaN"):
+        load_evaluator(path)
+    del state["head.bias"]
+    save_file({k: v.contiguous() for k, v in state.items()}, str(weights))
+    with pytest.raises(CheckpointError, match="missing"):
+        load_evaluator(path)
+    weights.unlink()
+    with pytest.raises(CheckpointError, match="missing"):
+        load_evaluator(path)
+
+
+def test_evaluators_are_shipped():
+    assert {"synthetic", "expression"} <= set(list_evaluators())
+    import latentshop
+
+    assert isinstance(latentshop.load_evaluator("synthetic"), FactorRegressor)
+    assert isinstance(latentshop.load_evaluator("expression"), ExpressionClassifier)
