@@ -1,10 +1,10 @@
 # latentshop — set-up and the two everyday jobs.
-#   make demo MODEL=path/to/checkpoint   install, then render 8 images from a checkpoint
+#   make demo [MODEL=checkpoint]         install, then render 8 images (default: the bundled 'default' model)
 #   make test                            install, then run the test suite
 VENV ?= .venv
 PYTHON ?= python3
 TORCH_SPEC ?= torch==2.13.0
-MODEL ?=
+MODEL ?= default
 OUT ?= out/demo
 BIN := $(VENV)/bin
 
@@ -19,9 +19,6 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: install
-	@if [ -z "$(MODEL)" ]; then \
-	  echo "make demo needs MODEL=<checkpoint>: an NVIDIA .pkl, a rosinality .pt or a latentshop folder"; \
-	  echo "(the bundled default model arrives with the training work; see README.md)"; exit 2; fi
 	$(BIN)/latentshop info "$(MODEL)"
 	$(BIN)/latentshop generate --model "$(MODEL)" --seeds 0-7 --trunc 0.7 --outdir "$(OUT)"
 

@@ -130,4 +130,4 @@ def predict(
             probs = net.predict_proba(x)[0]
             row = {"file": str(path), "expression": net.classes[int(torch.argmax(probs))],
                    "probs": {c: round(float(p), 4) for c, p in zip(net.classes, probs)}}
-        console.print(json.dumps(row), highlight=False)
+        typer.echo(json.dumps(row))

@@ -66,7 +66,7 @@ class FitOptions:
 
 
 #: the shipped evaluators' recipes
-FACTOR_FIT = FitOptions(steps=2500, batch_size=64)
+FACTOR_FIT = FitOptions(steps=6000, batch_size=64)
 EXPRESSION_FIT = FitOptions(steps=2000, batch_size=64)
 
 
