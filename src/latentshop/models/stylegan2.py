@@ -80,6 +80,21 @@ def _compute_dtype(use_fp16: bool, x_device: torch.device, force_fp32: bool) -> 
     return torch.float16 if use_fp16 and not force_fp32 and x_device.type == "cuda" else torch.float32
 
 
+def _block_format(use_fp16: bool, channels_last: bool, x_device: torch.device, force_fp32: bool) -> tuple[torch.dtype, torch.memory_format]:
+    """dtype and memory format of a block's activations.
+
+    Without autocast: the reference's choice (float16 + channels-last in fp16 blocks on CUDA, else
+    float32 contiguous). Under ``torch.autocast`` (our mixed-precision training and inference),
+    every block keeps its activations in the autocast dtype and channels-last: casting them back to
+    float32 at each block, as the reference's fp32 blocks do, only converts them again at the next
+    convolution (about a tenth of a bfloat16 training step on the CPU).
+    """
+    if not force_fp32 and torch.is_autocast_enabled(x_device.type):
+        return torch.get_autocast_dtype(x_device.type), torch.channels_last
+    dtype = _compute_dtype(use_fp16, x_device, force_fp32)
+    return dtype, torch.channels_last if channels_last and dtype == torch.float16 else torch.contiguous_format
+
+
 class MappingNetwork(nn.Module):
     """``z`` (and label ``c``) to ``w``, broadcast to ``ws [N, num_ws, w_dim]``, with truncation.
 
@@ -407,8 +422,7 @@ class SynthesisBlock(nn.Module):
         device = styles["conv1"].device
         if impl == "fast":
             return self.forward_fast(x, img, styles, noise_mode=noise_mode)
-        dtype = _compute_dtype(self.use_fp16, device, force_fp32)
-        memory_format = torch.channels_last if self.channels_last and dtype == torch.float16 else torch.contiguous_format
+        dtype, memory_format = _block_format(self.use_fp16, self.channels_last, device, force_fp32)
         if fused_modconv is None:
             fused_modconv = (not self.training) and (dtype == torch.float32 or batch_size == 1)
 
@@ -767,8 +781,7 @@ class DiscriminatorBlock(nn.Module):
         self, x: torch.Tensor | None, img: torch.Tensor | None, *, force_fp32: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         device = (x if x is not None else img).device
-        dtype = _compute_dtype(self.use_fp16, device, force_fp32)
-        memory_format = torch.channels_last if self.channels_last and dtype == torch.float16 else torch.contiguous_format
+        dtype, memory_format = _block_format(self.use_fp16, self.channels_last, device, force_fp32)
         if x is not None:
             x = x.to(dtype=dtype).contiguous(memory_format=memory_format)
         if self.in_channels == 0 or self.architecture == "skip":
