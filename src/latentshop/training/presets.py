@@ -4,7 +4,10 @@ Architecture and optimisation follow the StyleGAN2-ADA paper's ``auto`` configur
 datasets (2 mapping layers, R1 gamma = 0.0002 * res^2 / batch, lr 0.0025, G_ema half-life
 batch * 10 / 32 kimg, ADA), with one departure: the network widths are cut to ``channel_base``
 4096 / ``channel_max`` 128 (1.7M + 1.5M parameters at 64 px instead of about 24M + 24M), so that a
-model trains in hours on a 2-core CPU and ships in under 25 MB.
+model trains in hours on a 2-core CPU and ships in under 25 MB. The ``synthetic`` recipe departs
+once more: R1 gamma 1.0 (the paper's FFHQ-256 value) instead of the auto 0.0256. With the auto value
+D separated the crisp synthetic renders from early samples within 3 kimg (mean real logit 5-9,
+loss_D 0.04) and G made no progress in 16 kimg; real photos (``default``) train well with it.
 """
 
 from __future__ import annotations
@@ -50,10 +53,11 @@ def architecture(res: int, channels: int, *, z_dim: int = 256, mapping_layers: i
     return G, D
 
 
-def _small_data_options(res: int, batch: int, *, ada: bool) -> TrainOptions:
+def _small_data_options(res: int, batch: int, *, ada: bool, r1_gamma: float | None = None) -> TrainOptions:
+    gamma = 0.0002 * res**2 / batch if r1_gamma is None else r1_gamma
     return TrainOptions(
         batch_size=batch,
-        loss=LossOptions(r1_gamma=0.0002 * res**2 / batch, pl_weight=2.0, style_mixing_prob=0.9),
+        loss=LossOptions(r1_gamma=gamma, pl_weight=2.0, style_mixing_prob=0.9),
         ada=ada,
         ada_kimg=100.0,
         bf16=True,
@@ -79,7 +83,7 @@ PRESETS: dict[str, Preset] = {
         channels=3,
         split=None,
         xflip=False,
-        options=_small_data_options(64, 32, ada=False),
+        options=_small_data_options(64, 32, ada=False, r1_gamma=1.0),
         run=RunOptions(total_kimg=200, snapshot_kimg=10),
         description="synthetic faces (photo domain), 64 px: the measurement bench",
     ),
