@@ -200,6 +200,8 @@ def markdown(name: str, r: dict[str, Any]) -> str:
     lines = [f"## `{name}`\n"]
     info = r.get("model_info", {})
     lines.append(f"{info.get('description', '')}\n")
+    if info.get("status"):
+        lines.append(f"**Status:** {info['status']}\n")
     for p in r["grids"]:
         lines.append(f"![{name} seeds 0-31]({Path(p).relative_to('docs')})\n")
     lines.append("Seeds 0-31: psi 1 (first grid) and psi 0.7 (second), constant noise.\n")
@@ -292,13 +294,23 @@ def write_docs() -> Path:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("model", choices=["default", "synthetic", "evaluators"])
+    ap.add_argument("model", choices=["default", "synthetic", "evaluators", "docs"],
+                    help="a model to measure; 'evaluators' or 'docs' only rewrite docs/evaluators.md or docs/models.md from stored results")
     ap.add_argument("--run", type=Path, default=None, help="the training run folder (for the training time)")
     ap.add_argument("--n", type=int, default=N_DEFAULT, help="samples for the label distributions")
     ap.add_argument("--n-swd", type=int, default=2048, help="images per set for SWD (default: capped by the held-out split)")
     args = ap.parse_args(argv)
     if args.model == "evaluators":
         print(f"wrote {evaluator_docs()}")
+        return {}
+    if args.model == "docs":  # re-render from the stored JSON and the shipped configs' info
+        for name in ("default", "synthetic"):
+            path = RESULTS / f"model_{name}.json"
+            if path.is_file():
+                result = json.loads(path.read_text())
+                result["model_info"] = json.loads((resolve_model(name) / "config.json").read_text()).get("info", {})
+                _write_atomic(RESULTS / f"model_{name}.md", markdown(name, result))
+        print(f"wrote {write_docs()}")
         return {}
     torch.manual_seed(0)
     G = load_generator(args.model)
