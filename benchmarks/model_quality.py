@@ -42,6 +42,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from latentshop import load_evaluator, load_generator  # noqa: E402
 from latentshop.checkpoints.zoo import resolve_model  # noqa: E402
+from latentshop.cli.generate import seed_latents  # noqa: E402
 from latentshop.data.images import make_grid, save_image, to_uint8  # noqa: E402
 from latentshop.metrics.swd import sliced_wasserstein  # noqa: E402
 
@@ -53,10 +54,6 @@ def _write_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
-
-
-def seed_z(G: torch.nn.Module, seeds: range) -> torch.Tensor:
-    return torch.from_numpy(np.stack([np.random.RandomState(s).randn(G.z_dim) for s in seeds])).float()
 
 
 @torch.no_grad()
@@ -77,7 +74,7 @@ def seed_grids(G: torch.nn.Module, name: str) -> list[str]:
     paths = []
     for psi, suffix in ((1.0, ""), (0.7, "-psi0.7")):
         with torch.no_grad():
-            img = G(seed_z(G, range(32)), None, truncation_psi=psi, noise_mode="const")
+            img = G(seed_latents(G, list(range(32))), None, truncation_psi=psi, noise_mode="const")
         path = DOCS / "images" / f"{name}-seeds{suffix}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
         save_image(make_grid(to_uint8(img), cols=8), path)
@@ -154,14 +151,12 @@ def measure_default(G: torch.nn.Module, n: int, n_swd: int) -> dict[str, Any]:
     t0 = time.perf_counter()
     res = G.img_resolution
 
-    def load(split: str | None) -> tuple[torch.Tensor, list[Any]]:
-        ds = ImageFolderDataset(LFW, res=res, channels=G.img_channels, split=split)
-        imgs = torch.stack([ds[i][0] for i in range(len(ds))])
-        return imgs, [ds.get_details(i)["labels"].get("expression") for i in range(len(ds))]
-
-    test, _ = load("test")
-    train, _ = load("train")
-    every, labels = load(None)
+    ds = ImageFolderDataset(LFW, res=res, channels=G.img_channels)  # every photo, decoded once
+    every = torch.stack([ds[i][0] for i in range(len(ds))])
+    details = [ds.get_details(i)["labels"] for i in range(len(ds))]
+    labels = [d.get("expression") for d in details]
+    test = every[[i for i, d in enumerate(details) if d.get("split") == "test"]]
+    train = every[[i for i, d in enumerate(details) if d.get("split") == "train"]]
     fake = sample(G, max(n, n_swd))
     k = min(n_swd, len(test))
     gen = torch.Generator().manual_seed(0)

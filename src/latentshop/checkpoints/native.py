@@ -129,10 +129,6 @@ def write_native(
     """
     from latentshop import __version__
 
-    out = Path(path)
-    if out.exists() and not overwrite:
-        raise CheckpointError(out, "already exists; choose another output or pass overwrite=True (--force)")
-    out.parent.mkdir(parents=True, exist_ok=True)
     config = {
         "format_version": FORMAT_VERSION,
         "library": f"latentshop {__version__}",
@@ -143,11 +139,8 @@ def write_native(
         "training_set_kwargs": _jsonable(training_set_kwargs),
         "info": _jsonable(info or {}),
     }
-    tensors = {
-        f"{name}.{k}": v.detach().to("cpu").contiguous() for name, spec in networks.items() for k, v in spec.state_dict.items()
-    }
-    write_folder(out, tensors, config, overwrite=overwrite)
-    return out
+    tensors = {f"{name}.{k}": v for name, spec in networks.items() for k, v in spec.state_dict.items()}
+    return write_folder(path, tensors, config, overwrite=overwrite)  # checks for an existing folder first
 
 
 def write_folder(path: str | os.PathLike, tensors: dict[str, torch.Tensor], config: dict[str, Any], *, overwrite: bool = False) -> Path:
