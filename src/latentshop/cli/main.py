@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import typer
 
+from latentshop.cli.align import align
 from latentshop.cli.checkpoint import convert, info
 from latentshop.cli.data import data_app
 from latentshop.cli.evaluator import evaluator_app
 from latentshop.cli.generate import generate, mix
+from latentshop.cli.invert import invert_command, render_command
 from latentshop.cli.train import train
 
 __all__ = ["app", "main"]
@@ -24,6 +26,9 @@ app.command()(mix)
 app.command()(info)
 app.command()(convert)
 app.command()(train)
+app.command("invert", help=invert_command.__doc__)(invert_command)
+app.command("render")(render_command)
+app.command()(align)
 app.add_typer(data_app, name="data")
 app.add_typer(evaluator_app, name="evaluator")
 

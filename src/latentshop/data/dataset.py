@@ -71,6 +71,7 @@ from latentshop.runtime import current_umask
 
 __all__ = [
     "load_image",
+    "open_image",
     "IMAGE_SUFFIXES",
     "MAX_FILE_BYTES",
     "MAX_IMAGE_PIXELS",
@@ -455,6 +456,26 @@ def load_image(path: str | os.PathLike, *, res: int | None = None, channels: int
         raise ImageError(f"{path}: {e.reason}") from None
     a = np.asarray(img, dtype=np.float32).reshape(img.size[1], img.size[0], channels)
     return torch.from_numpy(a.transpose(2, 0, 1).copy()).div_(127.5).sub_(1.0)
+
+
+def open_image(path: str | os.PathLike, *, background: int = 255, max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Image:
+    """Read one image file as an 8-bit Pillow image of mode ``L`` (grayscale files) or ``RGB``.
+
+    The same decoding and checks as :func:`load_image` (size before pixels, EXIF orientation, any
+    pixel mode to ``L``/``RGB``, alpha composited on ``background``), without resizing.
+
+    Raises:
+        ImageError: the file is missing, not an image, corrupt, or too large.
+    """
+    _check_options(1, 3, background)
+    try:
+        data = Path(path).read_bytes()
+    except OSError as e:
+        raise ImageError(f"{path}: cannot read the file ({e.strerror or e})") from None
+    try:
+        return _to_l_or_rgb(_decode(data, max_pixels=max_pixels), background)
+    except _Skip as e:
+        raise ImageError(f"{path}: {e.reason}") from None
 
 
 def _write_png(img: Image.Image, path: Path) -> None:

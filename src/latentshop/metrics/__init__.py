@@ -1,4 +1,5 @@
-"""Image-set metrics: multi-scale sliced Wasserstein distance (SWD) and Fréchet Inception Distance (FID).
+"""Image-set metrics: multi-scale sliced Wasserstein distance (SWD) and Fréchet Inception Distance (FID);
+per-pair image quality (PSNR, SSIM, MS-SSIM) and perceptual distances (MobileNetV2, VGG16, discriminator).
 
 Each metric is a class with ``update(images, which)`` (``which`` is ``"real"`` or ``"fake"``) and
 ``compute() -> dict[str, float]``; :func:`get_metric` maps a registry name to its constructor.
@@ -10,17 +11,26 @@ from typing import Any, Callable
 
 from latentshop.errors import ConfigError
 from latentshop.metrics.fid import FrechetInceptionDistance, frechet_distance, load_inception
+from latentshop.metrics.image import ms_ssim, psnr, ssim
+from latentshop.metrics.perceptual import PerceptualDistance, list_perceptual, load_mobilenet, load_perceptual
 from latentshop.metrics.swd import SlicedWassersteinDistance, laplacian_pyramid, sliced_wasserstein
 
 __all__ = [
     "FrechetInceptionDistance",
+    "PerceptualDistance",
     "SlicedWassersteinDistance",
     "frechet_distance",
     "get_metric",
     "laplacian_pyramid",
     "list_metrics",
+    "list_perceptual",
     "load_inception",
+    "load_mobilenet",
+    "load_perceptual",
+    "ms_ssim",
+    "psnr",
     "sliced_wasserstein",
+    "ssim",
 ]
 
 _METRICS: dict[str, Callable[..., Any]] = {

@@ -1,0 +1,427 @@
+"""Inversion benchmark: quality versus time of every optimisation method and loss setting.
+
+    python benchmarks/inversion.py synthetic          # 50 held-out synthetic photo faces, `synthetic` model
+    python benchmarks/inversion.py real               # `default` model: lfw-faces test split + align -> invert of ../shared/data/faces
+    python benchmarks/inversion.py all
+
+Synthetic side: the targets are renders of held-out seeds (``SEED_START`` + i, never used for
+training) with known factors. Every configuration inverts the whole set as one batch, side by side
+in one process; reported per configuration: PSNR, SSIM, MS-SSIM, perceptual distance (the bundled
+MobileNet), the factor error of the reconstruction (the shipped factor regressor against the true
+factors: mean absolute error / factor range for float factors, error rate for the others, averaged
+over factors; the regressor's own error on the targets is the floor), and optimisation seconds per
+image. PSNR is also recorded along the way (callback snapshots, not timed), which gives the
+quality-versus-time plot. The reference is ``w`` with NVIDIA's 1000-step recipe.
+
+Real side: the same metrics plus dlib identity similarity (cosine of face descriptors) between
+target and reconstruction, on the lfw-faces test split (already aligned) and on the photos of
+``../shared/data/faces`` (FFHQ-aligned by ``latentshop.data.align`` first; photos with no face are
+counted). Identity on a 64-px grayscale crop is upsampled for dlib; compare methods, not absolutes.
+
+Writes ``benchmarks/results/inversion.json`` and ``.md``, ``docs/inversion.md`` and
+``docs/images/inversion-quality-time.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import math
+import os
+import platform
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+DOCS = ROOT / "docs"
+SHARED = ROOT.parent / "shared"
+sys.path.insert(0, str(ROOT / "src"))
+
+from latentshop import load_discriminator, load_evaluator, load_generator  # noqa: E402
+from latentshop.data.images import make_grid, save_image, to_uint8  # noqa: E402
+from latentshop.inversion import invert  # noqa: E402
+from latentshop.latents import synthesize  # noqa: E402
+from latentshop.metrics.image import ms_ssim, psnr, ssim  # noqa: E402
+from latentshop.metrics.perceptual import load_perceptual  # noqa: E402
+
+SEED_START = 1_200_000  # held out (>= TEST_SEED_START) and apart from the evaluators' test seeds
+
+
+@dataclass(frozen=True)
+class Config:
+    label: str
+    method: str
+    options: dict[str, Any] = field(default_factory=dict)
+    perceptual: str = "mobilenet"
+    reference: bool = False
+    default: bool = False
+
+
+SYNTHETIC_CONFIGS = [
+    Config("w, NVIDIA recipe (1000 steps, perceptual)", "w", reference=True),
+    Config("w+ perceptual+mse, 250 steps (default)", "w+", default=True),
+    Config("w+ perceptual+mse, 100 steps", "w+", {"steps": 100}),
+    Config("w+ perceptual+mse, 500 steps", "w+", {"steps": 500}),
+    Config("w+ mse, 250 steps", "w+", {"loss": "mse=1"}),
+    Config("w+ perceptual, 250 steps", "w+", {"loss": "perceptual=1"}),
+    Config("w+ perceptual+mse+ms_ssim, 250 steps", "w+", {"loss": "perceptual=1,mse=1,ms_ssim=1"}),
+    Config("w+ D features+mse, 250 steps", "w+", {"loss": "perceptual=1,mse=1"}, perceptual="discriminator"),
+    Config("w+ perceptual+mse, 250 steps, bf16", "w+", {"bf16": True}),
+    Config("w+noise, 250 + 100 noise steps", "w+noise"),
+]
+
+REAL_CONFIGS = [
+    Config("w, NVIDIA recipe (1000 steps, perceptual)", "w", reference=True),
+    Config("w+ perceptual+mse, 250 steps (default)", "w+", default=True),
+    Config("w+ mse, 250 steps", "w+", {"loss": "mse=1"}),
+    Config("w+noise, 250 + 100 noise steps", "w+noise"),
+]
+
+
+def machine_info() -> dict[str, Any]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+            "python": platform.python_version(), "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+# ---- factor error -----------------------------------------------------------------------------
+def factor_errors(pred: dict[str, torch.Tensor], factors: list[dict[str, Any]]) -> dict[str, float]:
+    """Per factor: mean |error| / range (float; hues wrapped), or the error rate (bool, choice)."""
+    from latentshop.data.synthetic import FACTORS
+    from latentshop.models.evaluators import CIRCULAR_FACTORS
+
+    out: dict[str, float] = {}
+    for name, fac in FACTORS.items():
+        true = [f[name] for f in factors]
+        if fac.kind == "float":
+            t = torch.tensor(true, dtype=torch.float64)
+            p = pred[name].double()
+            err = p - t
+            if name in CIRCULAR_FACTORS:
+                err = torch.remainder(err + 0.5, 1.0) - 0.5
+            out[name] = float(err.abs().mean() / (fac.high - fac.low))
+        elif fac.kind == "bool":
+            out[name] = float(((pred[name] > 0.5) != torch.tensor(true)).double().mean())
+        else:
+            idx = torch.tensor([fac.choices.index(v) for v in true])
+            out[name] = float((pred[name] != idx).double().mean())
+    return out
+
+
+# ---- one configuration ------------------------------------------------------------------------
+def run_config(G: torch.nn.Module, targets: torch.Tensor, cfg: Config, *, metric_net: torch.nn.Module, D: Any,
+               steps_scale: float = 1.0, curve_points: int = 10, extra: Any = None) -> dict[str, Any]:
+    options = dict(cfg.options)
+    if steps_scale != 1.0:
+        from latentshop.inversion import method_defaults
+
+        base = method_defaults(cfg.method)
+        options["steps"] = max(2, int(round(options.get("steps", base.steps) * steps_scale)))
+        if base.noise_steps:
+            options["noise_steps"] = max(2, int(round(options.get("noise_steps", base.noise_steps) * steps_scale)))
+    net = metric_net if cfg.perceptual == "mobilenet" else load_perceptual(cfg.perceptual, device=targets.device, D=D)
+    n = targets.shape[0]
+    curve: list[dict[str, float]] = []
+
+    def callback(state: Any) -> None:
+        every = max(1, state.total // curve_points)
+        if state.step % every == 0 or state.step == state.total:
+            rec = synthesize(G, state.latent())
+            curve.append({"stage": state.stage, "step": state.step, "seconds_per_image": state.seconds / n,
+                          "psnr": float(psnr(rec, targets).mean())})
+
+    t0 = time.perf_counter()
+    lat = invert(G, targets, method=cfg.method, perceptual=net, D=D, callback=callback, **options)
+    wall = time.perf_counter() - t0
+    rec = synthesize(G, lat)
+    with torch.no_grad():
+        row: dict[str, Any] = {
+            "label": cfg.label, "method": cfg.method, "perceptual": cfg.perceptual, "options": lat.meta["options"],
+            "reference": cfg.reference, "default": cfg.default, "images": n,
+            "seconds_per_image": lat.meta["seconds"] / n, "wall_seconds": wall,
+            "psnr": float(psnr(rec, targets).mean()), "ssim": float(ssim(rec, targets).mean()),
+            "ms_ssim": float(ms_ssim(rec, targets).mean()), "perceptual_mobilenet": float(metric_net(rec, targets).mean()),
+            "curve": curve,
+        }
+    if extra is not None:
+        row.update(extra(rec))
+    return row, rec
+
+
+def _summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    ref = next(r for r in rows if r["reference"])
+    default = next(r for r in rows if r["default"])
+    # Time the default needs to reach the reference's final PSNR (from its curve), and the ratio.
+    reach = next((p["seconds_per_image"] for p in default["curve"] if p["psnr"] >= ref["psnr"]), None)
+    best_wplus = max((r for r in rows if r["method"] == "w+"), key=lambda r: r["psnr"])
+    return {
+        "reference_psnr": ref["psnr"], "reference_seconds_per_image": ref["seconds_per_image"],
+        "default_psnr": default["psnr"], "default_seconds_per_image": default["seconds_per_image"],
+        "default_time_fraction": default["seconds_per_image"] / ref["seconds_per_image"],
+        "default_reaches_reference_psnr": default["psnr"] >= ref["psnr"],
+        "default_seconds_to_reference_psnr": reach,
+        "goal_default_quarter_time": bool(default["psnr"] >= ref["psnr"] and default["seconds_per_image"] <= ref["seconds_per_image"] / 4),
+        "default_w_plus_beats_reference": default["psnr"] > ref["psnr"],
+        "best_w_plus": best_wplus["label"], "best_w_plus_psnr": best_wplus["psnr"],
+    }
+
+
+# ---- the two sides ----------------------------------------------------------------------------
+def synthetic_targets(n: int, res: int) -> tuple[torch.Tensor, list[dict[str, Any]]]:
+    from latentshop.data.synthetic import render_batch
+
+    data, factors, _ = render_batch(range(SEED_START, SEED_START + n), res=res, domain="photo", workers=min(2, os.cpu_count() or 1))
+    return torch.from_numpy(data).permute(0, 3, 1, 2).float().div(127.5).sub(1).contiguous(), list(factors)
+
+
+def bench_synthetic(n: int, *, configs: list[Config] = SYNTHETIC_CONFIGS, model: str = "synthetic", steps_scale: float = 1.0,
+                    evaluator: str | None = "synthetic") -> dict[str, Any]:
+    G = load_generator(model)
+    D = load_discriminator(model) if any(c.perceptual == "discriminator" for c in configs) else None
+    targets, factors = synthetic_targets(n, G.img_resolution)
+    metric_net = load_perceptual("mobilenet")
+    ev = load_evaluator(evaluator) if evaluator else None
+
+    def extra(rec: torch.Tensor) -> dict[str, Any]:
+        if ev is None:
+            return {}
+        errs = factor_errors(ev.predict(rec), factors)
+        return {"factor_error": float(np.mean(list(errs.values()))), "factor_errors": errs}
+
+    floor = extra(targets)
+    rows, recs = [], {}
+    for cfg in configs:
+        print(f"[synthetic] {cfg.label} ...", flush=True)
+        row, rec = run_config(G, targets, cfg, metric_net=metric_net, D=D, steps_scale=steps_scale, extra=extra)
+        rows.append(row)
+        recs[cfg.label] = rec[:8]
+        print(f"    PSNR {row['psnr']:.2f} dB, MS-SSIM {row['ms_ssim']:.3f}, {row['seconds_per_image']:.2f} s/image", flush=True)
+    return {"model": model, "images": n, "seed_start": SEED_START, "factor_error_floor": floor.get("factor_error"),
+            "rows": rows, "summary": _summarise(rows), "_recs": recs, "_targets": targets[:8]}
+
+
+def real_targets(n_test: int, n_photos: int, G: torch.nn.Module) -> dict[str, Any]:
+    from latentshop.data.align import NoFaceError, align_face
+    from latentshop.data.dataset import load_image
+
+    lfw = SHARED / "data" / "lfw-faces"
+    rows = [json.loads(line) for line in (lfw / "labels.jsonl").read_text().splitlines() if line.strip()]
+    test = sorted(r["file"] for r in rows if r["split"] == "test")[:n_test]
+    lfw_t = torch.stack([load_image(lfw / f, res=G.img_resolution, channels=G.img_channels) for f in test]) if test else None
+    faces = SHARED / "data" / "faces"
+    photos = sorted(p for p in faces.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))[:n_photos] if faces.is_dir() else []
+    aligned, names, no_face, failed = [], [], [], []
+    for p in photos:
+        try:
+            face = align_face(p, res=G.img_resolution, channels=G.img_channels)
+        except NoFaceError:
+            no_face.append(p.name)
+            continue
+        except Exception as e:  # noqa: BLE001 - counted and reported, the benchmark goes on
+            failed.append(f"{p.name}: {e}")
+            continue
+        a = np.asarray(face.image, dtype=np.float32).reshape(G.img_resolution, G.img_resolution, -1)
+        aligned.append(torch.from_numpy(a.transpose(2, 0, 1) / 127.5 - 1))
+        names.append(p.name)
+    return {"lfw": lfw_t, "lfw_files": test, "photos": torch.stack(aligned) if aligned else None, "photo_files": names,
+            "no_face": no_face, "failed": failed}
+
+
+def bench_real(n_test: int, n_photos: int, *, configs: list[Config] = REAL_CONFIGS, model: str = "default",
+               steps_scale: float = 1.0) -> dict[str, Any]:
+    from latentshop.metrics.identity import identity_similarities
+
+    G = load_generator(model)
+    D = load_discriminator(model) if any(c.perceptual == "discriminator" for c in configs) else None
+    t = real_targets(n_test, n_photos, G)
+    metric_net = load_perceptual("mobilenet")
+    out: dict[str, Any] = {"model": model, "photos_without_face": t["no_face"], "photos_failed": t["failed"], "sets": {}}
+    for set_name, targets in (("lfw-faces test", t["lfw"]), ("photos (aligned)", t["photos"])):
+        if targets is None:
+            continue
+
+        def extra(rec: torch.Tensor, targets: torch.Tensor = targets) -> dict[str, Any]:
+            sims = identity_similarities(targets, rec, aligned=True)
+            return {"identity": float(np.nanmean(sims))}
+
+        rows, recs = [], {}
+        for cfg in configs:
+            print(f"[{set_name}] {cfg.label} ...", flush=True)
+            row, rec = run_config(G, targets, cfg, metric_net=metric_net, D=D, steps_scale=steps_scale, extra=extra)
+            rows.append(row)
+            recs[cfg.label] = rec[:8]
+            print(f"    PSNR {row['psnr']:.2f} dB, identity {row['identity']:.3f}, {row['seconds_per_image']:.2f} s/image", flush=True)
+        out["sets"][set_name] = {"images": int(targets.shape[0]), "rows": rows, "summary": _summarise(rows),
+                                 "_recs": recs, "_targets": targets[:8]}
+    return out
+
+
+# ---- reporting --------------------------------------------------------------------------------
+def _table(rows: list[dict[str, Any]], cols: list[tuple[str, str, str]]) -> str:
+    head = "| " + " | ".join(c[1] for c in cols) + " |\n|" + "|".join("---" for _ in cols) + "|\n"
+    body = ""
+    for r in rows:
+        cells = []
+        for key, _, fmt in cols:
+            v = r.get(key)
+            cells.append("–" if v is None or (isinstance(v, float) and math.isnan(v)) else (fmt.format(v) if fmt else str(v)))
+        body += "| " + " | ".join(cells) + " |\n"
+    return head + body
+
+
+def _summary_lines(s: dict[str, Any]) -> str:
+    reach = s["default_seconds_to_reference_psnr"]
+    lines = [
+        f"- reference (`w`, NVIDIA's 1000 steps): PSNR {s['reference_psnr']:.2f} dB in {s['reference_seconds_per_image']:.2f} s/image",
+        f"- default (`w+`): PSNR {s['default_psnr']:.2f} dB in {s['default_seconds_per_image']:.2f} s/image "
+        f"({100 * s['default_time_fraction']:.0f} % of the reference's time)"
+        + (f"; it passes the reference's final PSNR after {reach:.2f} s/image" if reach is not None else "; it never reaches the reference's PSNR"),
+        f"- goal 'default reaches the reference PSNR in <= 1/4 of its time': **{'met' if s['goal_default_quarter_time'] else 'not met'}**; "
+        f"'w+ beats w': **{'met' if s['default_w_plus_beats_reference'] else 'not met'}** (best w+: {s['best_w_plus']}, {s['best_w_plus_psnr']:.2f} dB)",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def write_reports(result: dict[str, Any], out_dir: Path, docs_dir: Path | None) -> None:
+    def clean(obj: Any) -> Any:
+        if isinstance(obj, dict):
+            return {k: clean(v) for k, v in obj.items() if not k.startswith("_")}
+        if isinstance(obj, list):
+            return [clean(v) for v in obj]
+        return obj
+
+    _write_atomic(out_dir / "inversion.json", json.dumps(clean(result), indent=1) + "\n")
+    md = ["# Inversion benchmark\n",
+          f"Machine: {result['machine']['cpu']}, {result['machine']['cores']} cores, {result['machine']['torch_threads']} torch threads, "
+          f"torch {result['machine']['torch']}, {result['machine']['date']}. Seconds are optimisation time per image with the whole "
+          "set as one batch (callback snapshots excluded). Reproduce: `python benchmarks/inversion.py all`.\n"]
+    images = []
+    if "synthetic" in result:
+        syn = result["synthetic"]
+        md.append(f"\n## Synthetic faces (`{syn['model']}` model, {syn['images']} held-out `photo` seeds from {syn['seed_start']})\n\n")
+        md.append(_summary_lines(syn["summary"]) + "\n")
+        md.append(_table(syn["rows"], [("label", "method / loss", ""), ("seconds_per_image", "s / image", "{:.2f}"),
+                                       ("psnr", "PSNR dB", "{:.2f}"), ("ssim", "SSIM", "{:.3f}"), ("ms_ssim", "MS-SSIM", "{:.3f}"),
+                                       ("perceptual_mobilenet", "perceptual", "{:.3f}"), ("factor_error", "factor error", "{:.3f}")]))
+        if syn.get("factor_error_floor") is not None:
+            md.append(f"\nFactor error floor (the regressor on the targets themselves): {syn['factor_error_floor']:.3f}.\n")
+        images.append(("synthetic", syn))
+    if "real" in result:
+        real = result["real"]
+        md.append(f"\n## Real faces (`{real['model']}` model)\n\n")
+        if real["photos_without_face"] or real["photos_failed"]:
+            md.append(f"Photos without a detected face (left out): {len(real['photos_without_face'])}; failed: {len(real['photos_failed'])}.\n\n")
+        for set_name, s in real["sets"].items():
+            md.append(f"\n### {set_name} ({s['images']} images)\n\n" + _summary_lines(s["summary"]) + "\n")
+            md.append(_table(s["rows"], [("label", "method / loss", ""), ("seconds_per_image", "s / image", "{:.2f}"),
+                                         ("psnr", "PSNR dB", "{:.2f}"), ("ms_ssim", "MS-SSIM", "{:.3f}"),
+                                         ("perceptual_mobilenet", "perceptual", "{:.3f}"), ("identity", "identity (cos)", "{:.3f}")]))
+            images.append((set_name, s))
+    text = "".join(md)
+    _write_atomic(out_dir / "inversion.md", text)
+    if docs_dir is not None:
+        plot = quality_time_plot(result, docs_dir / "images" / "inversion-quality-time.png")
+        sheets = []
+        for name, part in images:
+            if "_targets" not in part:  # kept from an earlier run: its sheet is already there
+                continue
+            slug = name.split()[0].replace("-", "")
+            path = docs_dir / "images" / f"inversion-{slug}.png"
+            rows = [to_uint8(part["_targets"])] + [to_uint8(part["_recs"][r["label"]]) for r in part["rows"]]
+            save_image(make_grid(np.concatenate(rows), cols=len(part["_targets"]), pad=1), path)
+            sheets.append(f"\n![{name}: top row targets, then one row per configuration in table order](images/{path.name})\n")
+        extra = f"\n![PSNR versus optimisation time](images/{Path(plot).name})\n" if plot else ""
+        _write_atomic(docs_dir / "inversion.md", text + extra + "".join(sheets))
+
+
+def quality_time_plot(result: dict[str, Any], path: Path) -> str | None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed: no plot (pip install matplotlib)")
+        return None
+    parts = []
+    if "synthetic" in result:
+        parts.append(("synthetic faces", result["synthetic"]))
+    for name, s in result.get("real", {}).get("sets", {}).items():
+        parts.append((name, s))
+    fig, axes = plt.subplots(1, len(parts), figsize=(6.5 * len(parts), 4.8), squeeze=False)
+    for ax, (name, part) in zip(axes[0], parts):
+        for r in part["rows"]:
+            xs = [p["seconds_per_image"] for p in r["curve"]]
+            ys = [p["psnr"] for p in r["curve"]]
+            style = "-" if r["method"] == "w+" else "--"
+            ax.plot(xs, ys, style, marker=".", label=r["label"], linewidth=2.5 if (r["reference"] or r["default"]) else 1.2)
+        s = part["summary"]
+        ax.axhline(s["reference_psnr"], color="gray", linewidth=0.8)
+        ax.axvline(s["reference_seconds_per_image"] / 4, color="gray", linestyle=":", linewidth=0.8)
+        ax.set_xscale("log")
+        ax.set_xlabel("optimisation seconds per image (log)")
+        ax.set_ylabel("PSNR (dB)")
+        ax.set_title(name)
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.stem + ".tmp.png")
+    fig.savefig(tmp, dpi=90)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return str(path)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("which", choices=["synthetic", "real", "all"])
+    ap.add_argument("--n", type=int, default=50, help="synthetic targets")
+    ap.add_argument("--n-test", type=int, default=20, help="lfw-faces test images")
+    ap.add_argument("--n-photos", type=int, default=30, help="photos of ../shared/data/faces tried")
+    ap.add_argument("--steps-scale", type=float, default=1.0, help="scale every step count (quick runs)")
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--out-dir", type=Path, default=RESULTS)
+    ap.add_argument("--no-docs", action="store_true")
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    result: dict[str, Any] = {"machine": machine_info(), "steps_scale": args.steps_scale}
+    previous = args.out_dir / "inversion.json"
+    if previous.exists() and args.which != "all":  # keep the other side's last results
+        old = json.loads(previous.read_text())
+        for key in ("synthetic", "real"):
+            if key in old and key != args.which:
+                result[key] = old[key]
+    if args.which in ("synthetic", "all"):
+        result["synthetic"] = bench_synthetic(args.n, steps_scale=args.steps_scale)
+    if args.which in ("real", "all"):
+        result["real"] = bench_real(args.n_test, args.n_photos, steps_scale=args.steps_scale)
+    write_reports(result, args.out_dir, None if args.no_docs else DOCS)
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,299 @@
+"""``latentshop invert`` and ``latentshop render``: find images in a model's latent space, render latents."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import torch
+import typer
+
+from latentshop.checkpoints import load_discriminator, load_generator
+from latentshop.cli.common import console, err_console, handle_errors, progress
+from latentshop.data.dataset import IMAGE_SUFFIXES, load_image
+from latentshop.data.images import atomic_write_bytes, make_grid, save_image, to_uint8
+from latentshop.errors import ConfigError, ImageError, LatentshopError
+from latentshop.inversion import InversionError, invert, list_inversion_methods, method_defaults
+from latentshop.latents import Latent, load_latent, save_latent, synthesize
+from latentshop.models.stylegan2 import Generator
+
+__all__ = ["invert_command", "render_command", "collect_images", "shard_for_rank"]
+
+INVERT_EXAMPLES = """
+Examples:
+
+  latentshop invert face.png --model default --outdir out/inv
+
+  latentshop invert photo.jpg --model default --align --paste-back --outdir out/inv
+
+  latentshop invert photos/ --model synthetic --method w --steps 1000 --batch 8 --outdir out/inv
+
+  torchrun --nproc-per-node 2 -m latentshop.cli invert photos/ --model default --outdir out/inv
+
+Per image NAME it writes NAME.npz (the latent; `latentshop render` renders it), NAME.png (the
+reconstruction), NAME-compare.png (target | reconstruction), NAME.json (PSNR, SSIM, MS-SSIM,
+perceptual distance, identity with --align) and, with --align, NAME-aligned.png and
+NAME.align.json. Images whose NAME.json exists are skipped, so an interrupted folder resumes.
+"""
+
+
+@dataclass
+class _Item:
+    path: Path
+    name: str
+
+
+def collect_images(inputs: list[Path]) -> tuple[list[_Item], list[str]]:
+    """Image files of ``inputs`` (files, and the image files directly inside folders), each with a
+    unique output name; plus notes about what was left out."""
+    items: list[_Item] = []
+    notes: list[str] = []
+    for p in inputs:
+        if p.is_dir():
+            files = sorted(f for f in p.iterdir() if f.is_file())
+            images = [f for f in files if f.suffix.lower() in IMAGE_SUFFIXES]
+            if len(images) < len(files):
+                notes.append(f"{p}: {len(files) - len(images)} file(s) without an image extension left out")
+            if not images:
+                notes.append(f"{p}: no image files in this folder")
+            items.extend(_Item(f, f.stem) for f in images)
+        elif p.exists():
+            items.append(_Item(p, p.stem))
+        else:
+            raise ConfigError(f"{p}: no such file or folder")
+    seen: dict[str, int] = {}
+    for it in items:
+        k = seen.get(it.name, 0)
+        seen[it.name] = k + 1
+        if k:
+            it.name = f"{it.name}-{k}"
+    return items, notes
+
+
+def shard_for_rank(items: list[Any]) -> list[Any]:
+    """This process's share under ``torchrun`` (``RANK``/``WORLD_SIZE``): every WORLD_SIZE-th item."""
+    rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    if not 0 <= rank < world:
+        raise ConfigError(f"RANK={rank} is outside WORLD_SIZE={world}")
+    return items[rank::world]
+
+
+def _load_target(item: _Item, G: Generator, *, align: bool, upscale: bool, outdir: Path) -> tuple[torch.Tensor, Any]:
+    """``[C, R, R]`` target in ``[-1, 1]`` and the alignment (or ``None``)."""
+    res, channels = G.img_resolution, G.img_channels
+    if align:
+        from latentshop.data.align import align_face, save_alignment
+
+        face = align_face(item.path, res=res, channels=channels)
+        a = np.asarray(face.image, dtype=np.uint8).reshape(res, res, -1)
+        save_image(a, outdir / f"{item.name}-aligned.png")
+        save_alignment(face, outdir / f"{item.name}.align.json")
+        return torch.from_numpy(a.transpose(2, 0, 1).astype(np.float32) / 127.5 - 1), face
+    img = load_image(item.path, channels=channels)
+    h, w = img.shape[1:]
+    if min(h, w) < res and not upscale:
+        raise ImageError(f"{item.path}: the image is {w}x{h}, smaller than the model's {res}x{res}; "
+                         "pass --upscale to enlarge it anyway (detail will be missing)")
+    if (h, w) != (res, res):
+        img = load_image(item.path, res=res, channels=channels)
+    return img, None
+
+
+def _write_outputs(item: _Item, target: torch.Tensor, latent: Latent, recon: torch.Tensor, metrics: dict, *,
+                   outdir: Path, model: str, face: Any, photo_paste: bool) -> None:
+    save_latent(latent, outdir / f"{item.name}.npz", model=model)
+    rec8, tgt8 = to_uint8(recon[None])[0], to_uint8(target[None])[0]
+    save_image(rec8, outdir / f"{item.name}.png")
+    save_image(make_grid(np.stack([tgt8, rec8]), cols=2, pad=2), outdir / f"{item.name}-compare.png")
+    if face is not None and photo_paste:
+        from latentshop.data.align import paste_back, to_pil
+
+        pasted = paste_back(to_pil(item.path), rec8 if rec8.shape[2] == 3 else rec8[..., 0], face)
+        save_image(np.asarray(pasted), outdir / f"{item.name}-pasted.png")
+    # Written last: its presence marks the image as done.
+    atomic_write_bytes(outdir / f"{item.name}.json", (json.dumps(metrics, indent=2) + "\n").encode())
+
+
+def _metrics(target: torch.Tensor, recon: torch.Tensor, latent: Latent, perceptual_net: Any, *, identity: bool) -> list[dict]:
+    from latentshop.metrics.image import ms_ssim, psnr, ssim
+
+    with torch.no_grad():
+        values = {
+            "psnr": psnr(recon, target).tolist(),
+            "ssim": ssim(recon, target).tolist(),
+            "ms_ssim": ms_ssim(recon, target).tolist(),
+            "perceptual_mobilenet": perceptual_net(recon, target).tolist(),
+        }
+    if identity:
+        from latentshop.metrics.identity import identity_similarities
+
+        values["identity"] = [float(x) for x in identity_similarities(target.cpu(), recon.cpu(), aligned=True)]
+    out = []
+    for i in range(target.shape[0]):
+        m = {k: (None if not np.isfinite(v[i]) else round(float(v[i]), 5)) for k, v in values.items()}
+        m.update(method=latent.meta.get("method"), seconds=latent.meta.get("seconds"),
+                 steps=latent.meta.get("options", {}).get("steps"), batch=target.shape[0],
+                 losses={k: vals[i] for k, vals in latent.meta.get("losses", {}).items()})
+        out.append(m)
+    return out
+
+
+def _write_video(frames: list[np.ndarray], path: Path) -> None:
+    from PIL import Image
+
+    imgs = [Image.fromarray(f if f.shape[2] == 3 else f[..., 0]) for f in frames]
+    tmp = path.with_name(path.name + ".tmp.gif")
+    imgs[0].save(tmp, save_all=True, append_images=imgs[1:], duration=60, loop=0)
+    os.replace(tmp, path)
+
+
+@handle_errors
+def invert_command(
+    images: list[Path] = typer.Argument(..., help="Image files and/or folders of images.", show_default=False),
+    model: str = typer.Option("default", "--model", "-m", help="Checkpoint: NVIDIA .pkl, rosinality .pt, latentshop folder, or model name."),
+    method: str = typer.Option("w+", help=f"Inversion method: {', '.join(list_inversion_methods())}."),
+    steps: Optional[int] = typer.Option(None, min=0, help="Optimisation steps (default: the method's recipe: w 1000, w+ 250, w+noise 250 + 100)."),
+    noise_steps: Optional[int] = typer.Option(None, min=0, help="w+noise: steps of the noise-map stage."),
+    lr: Optional[float] = typer.Option(None, min=0.0, help="Peak learning rate (default: the method's)."),
+    loss: Optional[str] = typer.Option(None, help="Loss weights, e.g. 'perceptual=1,mse=1' (terms: mse, perceptual, ms_ssim)."),
+    perceptual: str = typer.Option("mobilenet", help="Perceptual back-end: mobilenet (bundled), vgg16 (with --vgg) or discriminator (the model's own D)."),
+    vgg: Optional[Path] = typer.Option(None, "--vgg", help="NVIDIA's vgg16.pt TorchScript file (implies --perceptual vgg16)."),
+    outdir: Path = typer.Option(..., "--outdir", "-o", help="Folder for the per-image outputs."),
+    align: bool = typer.Option(False, "--align", help="Detect and FFHQ-align the face first (dlib)."),
+    paste_back: bool = typer.Option(False, "--paste-back", help="With --align: also write NAME-pasted.png, the reconstruction put back into the photo."),
+    upscale: bool = typer.Option(False, "--upscale", help="Accept images smaller than the model (enlarged; detail is missing)."),
+    mask: Optional[Path] = typer.Option(None, "--mask", help="Grayscale image: white pixels count, black ones are ignored."),
+    batch: int = typer.Option(4, min=1, help="Images optimised at once."),
+    seed: int = typer.Option(0, help="Seed of the optimisation noise."),
+    bf16: bool = typer.Option(False, "--bf16", help="bfloat16 autocast: faster on AMX CPUs and GPUs, slightly less exact."),
+    video: bool = typer.Option(False, "--video", help="Also write NAME-optimisation.gif (target | current reconstruction)."),
+    device: str = typer.Option("auto", help="'auto', 'cpu', 'cuda' or 'cuda:N'."),
+) -> None:
+    """Find images in a model's latent space (optimisation inversion)."""
+    method_defaults(method)
+    if paste_back and not align:
+        raise ConfigError("--paste-back needs --align (the transform comes from the alignment)")
+    if vgg is not None:
+        perceptual = "vgg16"
+    G = load_generator(model, device=device)
+    dev = G.mapping.fc0.weight.device
+    D = load_discriminator(model, device=device) if perceptual == "discriminator" else None
+    from latentshop.metrics.perceptual import load_perceptual
+
+    loss_net = load_perceptual(perceptual, device=dev, D=D, path=vgg) if perceptual != "mobilenet" else None
+    metric_net = load_perceptual("mobilenet", device=dev)
+    loss_net = loss_net or metric_net
+    mask_t = None
+    if mask is not None:
+        mask_t = (load_image(mask, res=G.img_resolution, channels=1)[None] + 1) / 2
+
+    items, notes = collect_images(images)
+    for n in notes:
+        err_console.print(f"[yellow]note:[/] {n}")
+    items = shard_for_rank(items)
+    outdir.mkdir(parents=True, exist_ok=True)
+    todo = [it for it in items if not (outdir / f"{it.name}.json").exists()]
+    if len(todo) < len(items):
+        console.print(f"{len(items) - len(todo)} image(s) already done in {outdir}: skipped")
+    overrides: dict[str, Any] = {"seed": seed, "bf16": bf16}
+    if noise_steps is not None:
+        overrides["noise_steps"] = noise_steps
+    failures = 0
+    stop = threading.Event()
+    previous = signal.getsignal(signal.SIGTERM)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        with progress() as bar:
+            for start in range(0, len(todo), batch):
+                chunk, targets, faces = [], [], []
+                for it in todo[start:start + batch]:
+                    try:
+                        t, face = _load_target(it, G, align=align, upscale=upscale, outdir=outdir)
+                    except LatentshopError as e:
+                        failures += 1
+                        err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+                        continue
+                    chunk.append(it)
+                    targets.append(t)
+                    faces.append(face)
+                if not chunk:
+                    continue
+                target = torch.stack(targets).to(dev)
+                label = chunk[0].name if len(chunk) == 1 else f"{chunk[0].name} +{len(chunk) - 1}"
+                task = bar.add_task(f"{method} {label}", total=None)
+                frames: list[list[np.ndarray]] = [[] for _ in chunk]
+
+                def callback(state: Any, task: Any = task, target: torch.Tensor = target, frames: list = frames) -> None:
+                    bar.update(task, completed=state.step, total=state.total,
+                               description=f"{method} {label} [{state.stage}] loss {float(state.losses['total'].mean()):.4f}")
+                    every = max(1, state.total // 40)
+                    if video and (state.step % every == 0 or state.step == state.total):
+                        rec = to_uint8(synthesize(G, state.latent()))
+                        tgt = to_uint8(target)
+                        for i in range(len(frames)):
+                            frames[i].append(make_grid(np.stack([tgt[i], rec[i]]), cols=2, pad=2))
+
+                try:
+                    latent = invert(G, target, method=method, steps=steps, lr=lr, loss=loss, perceptual=loss_net, D=D,
+                                    mask=mask_t, callback=callback, cancel=stop, **overrides)
+                except InversionError as e:
+                    failures += len(chunk)
+                    err_console.print(f"[bold red]error:[/] {', '.join(it.name for it in chunk)}: {e}", highlight=False, soft_wrap=True)
+                    if e.latent is not None:
+                        for i, it in enumerate(chunk):
+                            save_latent(e.latent[i], outdir / f"{it.name}.failed.npz", model=model)
+                    continue
+                if latent.meta.get("cancelled"):
+                    err_console.print("[yellow]stopped:[/] the current batch was not saved; run the same command to resume")
+                    raise typer.Exit(130)
+                recon = synthesize(G, latent)
+                metrics = _metrics(target, recon, latent, metric_net, identity=align)
+                for i, it in enumerate(chunk):
+                    m = dict(metrics[i], source=str(it.path), model=model)
+                    _write_outputs(it, target[i].cpu(), latent[i], recon[i].cpu(), m, outdir=outdir, model=model,
+                                   face=faces[i], photo_paste=paste_back)
+                    if video:
+                        _write_video(frames[i], outdir / f"{it.name}-optimisation.gif")
+                    console.print(f"{it.name}: PSNR {m['psnr']} dB, MS-SSIM {m['ms_ssim']}" +
+                                  (f", identity {m['identity']}" if "identity" in m else ""))
+    finally:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, previous)
+    if failures:
+        raise ConfigError(f"{failures} image(s) failed (see above); the others are in {outdir}")
+
+
+invert_command.__doc__ = (invert_command.__doc__ or "") + INVERT_EXAMPLES
+
+
+@handle_errors
+def render_command(
+    latents: list[Path] = typer.Argument(..., help="Latent files (.npz) written by `latentshop invert` (or the library).", show_default=False),
+    model: str = typer.Option("default", "--model", "-m", help="The model the latents were found for."),
+    outdir: Path = typer.Option(..., "--outdir", "-o", help="Folder for NAME.png (NAME-K.png for a batch)."),
+    trunc: float = typer.Option(1.0, "--trunc", min=0.0, max=2.0, help="Truncation psi towards the mean w (1 = none)."),
+    device: str = typer.Option("auto", help="'auto', 'cpu', 'cuda' or 'cuda:N'."),
+) -> None:
+    """Render saved latents with the model they belong to.
+
+    Example:
+
+      latentshop render out/inv/face.npz --model default --outdir out/render
+    """
+    G = load_generator(model, device=device)
+    outdir.mkdir(parents=True, exist_ok=True)
+    for path in latents:
+        lat = load_latent(path, G)
+        imgs = to_uint8(synthesize(G, lat, truncation_psi=trunc))
+        stem = path.name[:-4] if path.name.endswith(".npz") else path.stem
+        for i, img in enumerate(imgs):
+            out = outdir / (f"{stem}.png" if len(imgs) == 1 else f"{stem}-{i}.png")
+            save_image(img, out)
+            console.print(f"wrote {out}")
