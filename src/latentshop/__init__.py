@@ -16,7 +16,11 @@ from latentshop.checkpoints import (
     read_checkpoint,
 )
 from latentshop.checkpoints.evaluators import list_evaluators, load_evaluator
+from latentshop.data.align import align_face, paste_back
 from latentshop.errors import CheckpointError, ConfigError, ImageError, LatentshopError, ShapeError
+
+from latentshop.inversion import invert, list_inversion_methods
+from latentshop.latents import Latent, load_latent, save_latent, synthesize
 
 __version__ = "0.1.0"
 
@@ -24,9 +28,17 @@ __all__ = [
     "CheckpointError",
     "ConfigError",
     "ImageError",
+    "Latent",
     "LatentshopError",
     "ShapeError",
     "__version__",
+    "align_face",
+    "invert",
+    "list_inversion_methods",
+    "load_latent",
+    "paste_back",
+    "save_latent",
+    "synthesize",
     "convert_checkpoint",
     "list_checkpoint_formats",
     "list_evaluators",

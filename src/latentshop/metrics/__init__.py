@@ -11,11 +11,16 @@ from typing import Any, Callable
 
 from latentshop.errors import ConfigError
 from latentshop.metrics.fid import FrechetInceptionDistance, frechet_distance, load_inception
+from latentshop.metrics.identity import face_embedding, identity_distances, identity_similarities, identity_similarity
 from latentshop.metrics.image import ms_ssim, psnr, ssim
 from latentshop.metrics.perceptual import PerceptualDistance, list_perceptual, load_mobilenet, load_perceptual
 from latentshop.metrics.swd import SlicedWassersteinDistance, laplacian_pyramid, sliced_wasserstein
 
 __all__ = [
+    "face_embedding",
+    "identity_distances",
+    "identity_similarities",
+    "identity_similarity",
     "FrechetInceptionDistance",
     "PerceptualDistance",
     "SlicedWassersteinDistance",
