@@ -70,6 +70,7 @@ SYNTHETIC_CONFIGS = [
     Config("w+ perceptual+mse, 250 steps (default)", "w+", default=True),
     Config("w+ perceptual+mse, 100 steps", "w+", {"steps": 100}),
     Config("w+ perceptual+mse, 500 steps", "w+", {"steps": 500}),
+    Config("w+ perceptual at 160 px+mse, 250 steps", "w+", {"perceptual_size": 160}),
     Config("w+ mse, 250 steps", "w+", {"loss": "mse=1"}),
     Config("w+ perceptual, 250 steps", "w+", {"loss": "perceptual=1"}),
     Config("w+ perceptual+mse+ms_ssim, 250 steps", "w+", {"loss": "perceptual=1,mse=1,ms_ssim=1"}),
@@ -141,7 +142,6 @@ def run_config(G: torch.nn.Module, targets: torch.Tensor, cfg: Config, *, metric
         options["steps"] = max(2, int(round(options.get("steps", base.steps) * steps_scale)))
         if base.noise_steps:
             options["noise_steps"] = max(2, int(round(options.get("noise_steps", base.noise_steps) * steps_scale)))
-    net = metric_net if cfg.perceptual == "mobilenet" else load_perceptual(cfg.perceptual, device=targets.device, D=D)
     n = targets.shape[0]
     curve: list[dict[str, float]] = []
 
@@ -153,7 +153,7 @@ def run_config(G: torch.nn.Module, targets: torch.Tensor, cfg: Config, *, metric
                           "psnr": float(psnr(rec, targets).mean())})
 
     t0 = time.perf_counter()
-    lat = invert(G, targets, method=cfg.method, perceptual=net, D=D, callback=callback, **options)
+    lat = invert(G, targets, method=cfg.method, perceptual=cfg.perceptual, D=D, callback=callback, **options)
     wall = time.perf_counter() - t0
     rec = synthesize(G, lat)
     with torch.no_grad():

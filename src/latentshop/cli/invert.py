@@ -19,7 +19,7 @@ from latentshop.cli.common import console, err_console, handle_errors, progress
 from latentshop.data.dataset import IMAGE_SUFFIXES, load_image
 from latentshop.data.images import atomic_write_bytes, make_grid, save_image, to_uint8
 from latentshop.errors import ConfigError, ImageError, LatentshopError
-from latentshop.inversion import InversionError, invert, list_inversion_methods, method_defaults
+from latentshop.inversion import InversionError, invert, list_inversion_methods, method_defaults, perceptual_loss
 from latentshop.latents import Latent, load_latent, save_latent, synthesize
 from latentshop.models.stylegan2 import Generator
 
@@ -186,9 +186,9 @@ def invert_command(
     D = load_discriminator(model, device=device) if perceptual == "discriminator" else None
     from latentshop.metrics.perceptual import load_perceptual
 
-    loss_net = load_perceptual(perceptual, device=dev, D=D, path=vgg) if perceptual != "mobilenet" else None
+    # The loss network (mobilenet at the image's size, as NVIDIA) and the reported metric (mobilenet at 160 px).
+    loss_net = load_perceptual("vgg16", device=dev, path=vgg) if vgg is not None else perceptual_loss(G, perceptual, D=D)
     metric_net = load_perceptual("mobilenet", device=dev)
-    loss_net = loss_net or metric_net
     mask_t = None
     if mask is not None:
         mask_t = (load_image(mask, res=G.img_resolution, channels=1)[None] + 1) / 2

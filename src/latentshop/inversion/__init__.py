@@ -9,6 +9,7 @@ from latentshop.inversion.optimize import (
     list_inversion_methods,
     method_defaults,
     parse_loss,
+    perceptual_loss,
     prepare_target,
     w_stats,
 )
@@ -22,6 +23,7 @@ __all__ = [
     "list_inversion_methods",
     "method_defaults",
     "parse_loss",
+    "perceptual_loss",
     "prepare_target",
     "w_stats",
 ]

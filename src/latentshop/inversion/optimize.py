@@ -56,6 +56,7 @@ __all__ = [
     "list_inversion_methods",
     "method_defaults",
     "parse_loss",
+    "perceptual_loss",
     "prepare_target",
     "w_stats",
 ]
@@ -88,7 +89,7 @@ class InversionOptions:
     noise_reg: float = 1e5  # weight of the noise maps' autocorrelation penalty (when optimised)
     noise_steps: int = 0  # w+noise: steps of the second stage (noise maps alone, pixel MSE)
     noise_lr: float = 0.1  # w+noise: learning rate of the second stage
-    perceptual_size: int | None = None  # input side of the mobilenet back-end (None: its own default, 160)
+    perceptual_size: int | None = None  # input side of the mobilenet back-end (None: the image's, at most 256, as NVIDIA)
     w_avg_samples: int = 10_000  # z samples for the starting point and the spread of w
     seed: int = 0  # seeds the latent noise and the initial noise maps (image i uses seed + i)
     bf16: bool = False  # bfloat16 autocast for synthesis and the loss networks (faster on AMX CPUs / GPUs)
@@ -291,12 +292,19 @@ class _Loss:
         return out
 
 
-def _resolve_perceptual(perceptual: Any, device: torch.device, D: torch.nn.Module | None, size: int | None) -> torch.nn.Module:
+def perceptual_loss(G: Generator, perceptual: str | torch.nn.Module = "mobilenet", *, D: torch.nn.Module | None = None,
+                    size: int | None = None) -> torch.nn.Module:
+    """The perceptual distance :func:`invert` uses for ``G``: a back-end name made into a module.
+
+    The ``mobilenet`` back-end sees images at their own size (at most 256; ``size`` overrides), as
+    NVIDIA's projector feeds its VGG; a module is returned as it is.
+    """
+    device = G.mapping.fc0.weight.device
     if isinstance(perceptual, torch.nn.Module):
         return perceptual.to(device)
     from latentshop.metrics.perceptual import load_perceptual
 
-    options = {"size": size} if size is not None and str(perceptual) == "mobilenet" else {}
+    options = {"size": size or max(32, min(G.img_resolution, 256))} if str(perceptual) == "mobilenet" else {}
     return load_perceptual(str(perceptual), device=device, D=D, **options)
 
 
@@ -398,7 +406,7 @@ def invert(
             raise ShapeError(f"mask must be [N or 1, 1, {G.img_resolution}, {G.img_resolution}], got {tuple(mask.shape)}")
         mask = mask.float().clamp(0, 1).to(device)
     needs_perceptual = opts.loss.get("perceptual", 0) > 0
-    net = _resolve_perceptual(perceptual, device, D, opts.perceptual_size) if needs_perceptual else None
+    net = perceptual_loss(G, perceptual, D=D, size=opts.perceptual_size) if needs_perceptual else None
     loss_fn = _Loss(target, opts.loss, net, mask)
     seeds = [opts.seed + i for i in range(n)]
 
