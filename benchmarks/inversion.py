@@ -170,6 +170,51 @@ def run_config(G: torch.nn.Module, targets: torch.Tensor, cfg: Config, *, metric
     return row, rec
 
 
+class Cache:
+    """Finished configurations on disk, so an interrupted benchmark resumes where it stopped.
+
+    Keyed by the side, the configuration, the number of images, the step scale and the generator's
+    fingerprint: a changed model or recipe is measured again.
+    """
+
+    def __init__(self, folder: Path | None):
+        self.folder = folder
+
+    def key(self, side: str, cfg: Config, n: int, steps_scale: float, G: torch.nn.Module) -> str:
+        import hashlib
+
+        from latentshop.latents import generator_fingerprint
+
+        blob = json.dumps([side, cfg.label, cfg.method, cfg.options, cfg.perceptual, n, steps_scale, generator_fingerprint(G)],
+                          sort_keys=True, default=str)
+        return hashlib.sha1(blob.encode()).hexdigest()[:16]
+
+    def get(self, key: str) -> tuple[dict[str, Any], torch.Tensor] | None:
+        if self.folder is None or not (self.folder / f"{key}.json").is_file() or not (self.folder / f"{key}.npy").is_file():
+            return None
+        return json.loads((self.folder / f"{key}.json").read_text()), torch.from_numpy(np.load(self.folder / f"{key}.npy"))
+
+    def put(self, key: str, row: dict[str, Any], rec: torch.Tensor) -> None:
+        if self.folder is None:
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        tmp = self.folder / f".{key}.npy"
+        np.save(tmp, rec[:8].cpu().numpy())
+        os.replace(tmp, self.folder / f"{key}.npy")
+        _write_atomic(self.folder / f"{key}.json", json.dumps(row) + "\n")
+
+
+def cached_run(cache: Cache, side: str, G: torch.nn.Module, targets: torch.Tensor, cfg: Config, **kwargs: Any) -> tuple[dict[str, Any], torch.Tensor]:
+    key = cache.key(side, cfg, targets.shape[0], kwargs.get("steps_scale", 1.0), G)
+    hit = cache.get(key)
+    if hit is not None:
+        print("    (from the cache)", flush=True)
+        return hit
+    row, rec = run_config(G, targets, cfg, **kwargs)
+    cache.put(key, row, rec)
+    return row, rec
+
+
 def _summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     ref = next(r for r in rows if r["reference"])
     default = next(r for r in rows if r["default"])
@@ -197,7 +242,7 @@ def synthetic_targets(n: int, res: int) -> tuple[torch.Tensor, list[dict[str, An
 
 
 def bench_synthetic(n: int, *, configs: list[Config] = SYNTHETIC_CONFIGS, model: str = "synthetic", steps_scale: float = 1.0,
-                    evaluator: str | None = "synthetic") -> dict[str, Any]:
+                    evaluator: str | None = "synthetic", cache: Cache = Cache(None)) -> dict[str, Any]:
     G = load_generator(model)
     D = load_discriminator(model) if any(c.perceptual == "discriminator" for c in configs) else None
     targets, factors = synthetic_targets(n, G.img_resolution)
@@ -214,7 +259,7 @@ def bench_synthetic(n: int, *, configs: list[Config] = SYNTHETIC_CONFIGS, model:
     rows, recs = [], {}
     for cfg in configs:
         print(f"[synthetic] {cfg.label} ...", flush=True)
-        row, rec = run_config(G, targets, cfg, metric_net=metric_net, D=D, steps_scale=steps_scale, extra=extra)
+        row, rec = cached_run(cache, "synthetic", G, targets, cfg, metric_net=metric_net, D=D, steps_scale=steps_scale, extra=extra)
         rows.append(row)
         recs[cfg.label] = rec[:8]
         print(f"    PSNR {row['psnr']:.2f} dB, MS-SSIM {row['ms_ssim']:.3f}, {row['seconds_per_image']:.2f} s/image", flush=True)
@@ -250,7 +295,7 @@ def real_targets(n_test: int, n_photos: int, G: torch.nn.Module) -> dict[str, An
 
 
 def bench_real(n_test: int, n_photos: int, *, configs: list[Config] = REAL_CONFIGS, model: str = "default",
-               steps_scale: float = 1.0) -> dict[str, Any]:
+               steps_scale: float = 1.0, cache: Cache = Cache(None)) -> dict[str, Any]:
     from latentshop.metrics.identity import identity_similarities
 
     G = load_generator(model)
@@ -269,7 +314,7 @@ def bench_real(n_test: int, n_photos: int, *, configs: list[Config] = REAL_CONFI
         rows, recs = [], {}
         for cfg in configs:
             print(f"[{set_name}] {cfg.label} ...", flush=True)
-            row, rec = run_config(G, targets, cfg, metric_net=metric_net, D=D, steps_scale=steps_scale, extra=extra)
+            row, rec = cached_run(cache, set_name, G, targets, cfg, metric_net=metric_net, D=D, steps_scale=steps_scale, extra=extra)
             rows.append(row)
             recs[cfg.label] = rec[:8]
             print(f"    PSNR {row['psnr']:.2f} dB, identity {row['identity']:.3f}, {row['seconds_per_image']:.2f} s/image", flush=True)
@@ -405,6 +450,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--out-dir", type=Path, default=RESULTS)
     ap.add_argument("--no-docs", action="store_true")
+    ap.add_argument("--cache", type=Path, default=ROOT / "runs" / "bench-cache" / "inversion",
+                    help="finished configurations, so an interrupted run resumes ('' for none)")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -415,10 +462,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         for key in ("synthetic", "real"):
             if key in old and key != args.which:
                 result[key] = old[key]
+    cache = Cache(args.cache if str(args.cache) else None)
     if args.which in ("synthetic", "all"):
-        result["synthetic"] = bench_synthetic(args.n, steps_scale=args.steps_scale)
+        result["synthetic"] = bench_synthetic(args.n, steps_scale=args.steps_scale, cache=cache)
     if args.which in ("real", "all"):
-        result["real"] = bench_real(args.n_test, args.n_photos, steps_scale=args.steps_scale)
+        result["real"] = bench_real(args.n_test, args.n_photos, steps_scale=args.steps_scale, cache=cache)
     write_reports(result, args.out_dir, None if args.no_docs else DOCS)
     return result
 

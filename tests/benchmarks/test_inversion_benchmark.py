@@ -26,7 +26,8 @@ def test_quick_run_writes_complete_reports(tmp_path):
     bench = _load()
     which = "all" if (SHARED / "data" / "faces").is_dir() else "synthetic"
     out = bench.main([which, "--n", "2", "--n-test", "2", "--n-photos", "2", "--steps-scale", "0.005",
-                      "--out-dir", str(tmp_path / "results"), "--no-docs"])
+                      "--out-dir", str(tmp_path / "results"), "--no-docs", "--cache", str(tmp_path / "cache")])
+    assert list((tmp_path / "cache").glob("*.json"))  # finished configurations are kept for a resume
     data = json.loads((tmp_path / "results" / "inversion.json").read_text())
     rows = data["synthetic"]["rows"]
     assert [r["label"] for r in rows] == [c.label for c in bench.SYNTHETIC_CONFIGS]
@@ -41,6 +42,9 @@ def test_quick_run_writes_complete_reports(tmp_path):
     if which == "all":
         assert "identity" in data["real"]["sets"]["lfw-faces test"]["rows"][0]
     assert out["synthetic"]["images"] == 2
+    again = bench.main(["synthetic", "--n", "2", "--steps-scale", "0.005", "--out-dir", str(tmp_path / "results"),
+                        "--no-docs", "--cache", str(tmp_path / "cache")])
+    assert again["synthetic"]["rows"] == rows  # every configuration came from the cache
 
 
 def test_factor_errors_are_zero_for_the_truth():
