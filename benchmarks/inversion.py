@@ -46,7 +46,7 @@ SHARED = ROOT.parent / "shared"
 sys.path.insert(0, str(ROOT / "src"))
 
 from latentshop import load_discriminator, load_evaluator, load_generator  # noqa: E402
-from latentshop.data.images import make_grid, save_image, to_uint8  # noqa: E402
+from latentshop.data.images import atomic_write_bytes, make_grid, save_image, to_uint8  # noqa: E402
 from latentshop.inversion import invert  # noqa: E402
 from latentshop.latents import synthesize  # noqa: E402
 from latentshop.metrics.image import ms_ssim, psnr, ssim  # noqa: E402
@@ -101,10 +101,7 @@ def machine_info() -> dict[str, Any]:
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    atomic_write_bytes(path, text.encode())
 
 
 # ---- factor error -----------------------------------------------------------------------------
@@ -198,9 +195,11 @@ class Cache:
         if self.folder is None:
             return
         self.folder.mkdir(parents=True, exist_ok=True)
-        tmp = self.folder / f".{key}.npy"
-        np.save(tmp, rec[:8].cpu().numpy())
-        os.replace(tmp, self.folder / f"{key}.npy")
+        import io
+
+        buf = io.BytesIO()
+        np.save(buf, rec[:8].cpu().numpy())
+        atomic_write_bytes(self.folder / f"{key}.npy", buf.getvalue())
         _write_atomic(self.folder / f"{key}.json", json.dumps(row) + "\n")
 
 

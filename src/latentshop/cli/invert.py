@@ -145,12 +145,14 @@ def _metrics(target: torch.Tensor, recon: torch.Tensor, latent: Latent, perceptu
 
 
 def _write_video(frames: list[np.ndarray], path: Path) -> None:
+    import io
+
     from PIL import Image
 
     imgs = [Image.fromarray(f if f.shape[2] == 3 else f[..., 0]) for f in frames]
-    tmp = path.with_name(path.name + ".tmp.gif")
-    imgs[0].save(tmp, save_all=True, append_images=imgs[1:], duration=60, loop=0)
-    os.replace(tmp, path)
+    buf = io.BytesIO()
+    imgs[0].save(buf, format="GIF", save_all=True, append_images=imgs[1:], duration=60, loop=0)
+    atomic_write_bytes(path, buf.getvalue())
 
 
 @handle_errors
