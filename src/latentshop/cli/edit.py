@@ -1,0 +1,312 @@
+"""``latentshop edit``, ``latentshop directions compute|list`` and ``latentshop stylespace find``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+import typer
+
+from latentshop.checkpoints import load_generator
+from latentshop.cli.common import console, err_console, handle_errors, progress
+from latentshop.cli.sources import SOURCE_HELP, resolve_source
+from latentshop.data.images import atomic_write_bytes, make_grid, save_image, to_uint8
+from latentshop.editing import DIRECTION_METHODS, edit, save_directions
+from latentshop.editing.catalog import SANE_STRENGTH, load_catalog, parse_edit_spec, parse_sweep
+from latentshop.editing.edits import EditError
+from latentshop.errors import ConfigError
+from latentshop.latents import save_latent, synthesize
+
+__all__ = ["directions_app", "edit_command", "stylespace_app", "default_evaluator"]
+
+directions_app = typer.Typer(help="Find and list edit directions of a model (InterFaceGAN, GANSpace, SeFa).",
+                             no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+stylespace_app = typer.Typer(help="StyleSpace: find the style channels that control an attribute.",
+                             no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+
+#: Aliases every expression-classifier direction set gets.
+EXPRESSION_ALIASES = {"smile": "happiness"}
+
+
+def default_evaluator(model: str) -> str | None:
+    """The shipped evaluator that labels a bundled model's samples (``None`` for other models)."""
+    return {"synthetic": "synthetic", "default": "expression"}.get(str(model))
+
+
+def _evaluator_attribute(ev: torch.nn.Module, attribute: str) -> str:
+    from latentshop.models.evaluators import ExpressionClassifier
+
+    if isinstance(ev, ExpressionClassifier):
+        return EXPRESSION_ALIASES.get(attribute, attribute)
+    return attribute
+
+
+EDIT_EXAMPLES = """
+
+Examples:
+
+  latentshop edit examples/face.png --model default --align --edit smile=+2 --outdir out/edit
+
+  latentshop edit out/inv/face.npz --model synthetic --edit smile=+2 --edit age=-1 --keep glasses -o out/edit
+
+  latentshop edit seed:12 --model synthetic --sweep yaw=-3:3:7 --outdir out/sweep
+
+  latentshop edit face.npz --model synthetic --edit ganspace:0=-2@coarse --edit s:b16.conv1:45=+5 -o out/
+
+  latentshop edit --list --model synthetic
+
+Strengths are in standard deviations of the model's w along the direction (or of the style channel); |strength| above 5 leaves what the model was trained on and warns.
+
+Per input NAME it writes NAME-edited.png, NAME-before-after.png (the target too, for an image), NAME-edited.npz, NAME-edit.json, NAME-sweep-EDIT.png per --sweep, and NAME-edited-pasted.png with --align --paste-back (the edited face put back into the photo).
+"""
+
+
+@handle_errors
+def edit_command(
+    inputs: Optional[list[str]] = typer.Argument(None, help=f"What to edit: {SOURCE_HELP}.", show_default=False),
+    model: str = typer.Option("default", "--model", "-m", help="Checkpoint path or model name."),
+    edits: Optional[list[str]] = typer.Option(None, "--edit", "-e", help="NAME=STRENGTH[@LAYERS], repeatable; applied in order."),
+    sweep: Optional[list[str]] = typer.Option(None, "--sweep", help="NAME=LOW:HIGH:COUNT[@LAYERS]: a sheet of COUNT strengths (after the --edit list)."),
+    keep: Optional[str] = typer.Option(None, "--keep", help="InterFaceGAN attributes to hold fixed, e.g. 'age,glasses' (conditional manipulation)."),
+    directions: Optional[list[Path]] = typer.Option(None, "--directions", help="Extra edit files (.npz), besides the model's own."),
+    outdir: Optional[Path] = typer.Option(None, "--outdir", "-o", help="Folder for the outputs."),
+    method: str = typer.Option("w+", help="Inversion method for image inputs."),
+    steps: Optional[int] = typer.Option(None, min=1, help="Inversion steps for image inputs (default: the method's)."),
+    align: bool = typer.Option(False, "--align", help="Image inputs: detect and FFHQ-align the face first."),
+    paste_back: bool = typer.Option(False, "--paste-back", help="With --align: also paste the edited face back into the photo."),
+    trunc: float = typer.Option(1.0, "--trunc", min=0.0, max=2.0, help="Truncation psi of seed inputs."),
+    list_: bool = typer.Option(False, "--list", help="List this model's edits and exit."),
+    device: str = typer.Option("auto", help="'auto', 'cpu', 'cuda' or 'cuda:N'."),
+) -> None:
+    """Edit images or latents with named directions, StyleSpace channels and layer ranges."""
+    G = load_generator(model, device=device)
+    catalog = load_catalog(G, model, directions or [])
+    if list_:
+        rows = catalog.describe()
+        if not rows:
+            console.print("this model has no edit files; compute some with `latentshop directions compute`")
+        for name, note in rows:
+            console.print(f"{name:<28} {note}", highlight=False)
+        console.print("s:LAYER:CHANNEL                any single style channel (e.g. s:b16.conv1:3)", highlight=False)
+        return
+    if not inputs:
+        raise ConfigError("give at least one input to edit (or --list to see the edits)")
+    if outdir is None:
+        raise ConfigError("--outdir is required")
+    if paste_back and not align:
+        raise ConfigError("--paste-back needs --align (the transform comes from the alignment)")
+    if not edits and not sweep:
+        raise ConfigError("nothing to do: give --edit NAME=STRENGTH and/or --sweep NAME=LOW:HIGH:COUNT (see --list)")
+    keep_list = [k.strip() for k in (keep or "").split(",") if k.strip()]
+    for k in keep_list:
+        if not any(k in d for d in catalog.directions):
+            raise EditError(f"--keep {k!r}: no such direction; this model has {', '.join(catalog.names()) or 'none'}")
+    specs = [parse_edit_spec(e) for e in edits or []]
+    sweeps = [parse_sweep(s) for s in sweep or []]
+    edit_list = [catalog.make(G, name, strength, layers=layers, keep=keep_list) for name, strength, layers in specs]
+    for name, strength, _ in specs:
+        if abs(strength) > SANE_STRENGTH:
+            err_console.print(f"[yellow]warning:[/] {name}={strength:g} is beyond ±{SANE_STRENGTH:g} standard deviations; "
+                              "expect artefacts", highlight=False)
+    for name, values, layers in sweeps:
+        catalog.make(G, name, 1.0, layers=layers, keep=keep_list)  # unknown names fail before any work
+        if max(abs(v) for v in values) > SANE_STRENGTH:
+            err_console.print(f"[yellow]warning:[/] the sweep of {name} goes beyond ±{SANE_STRENGTH:g} standard deviations",
+                              highlight=False)
+    outdir.mkdir(parents=True, exist_ok=True)
+    for text in inputs:
+        src = resolve_source(G, text, model=model, method=method, steps=steps, align=align, trunc=trunc)
+        before_lat = src.latent
+        after_lat = edit(G, before_lat, edit_list)
+        before, after = synthesize(G, before_lat), synthesize(G, after_lat)
+        b8, a8 = to_uint8(before)[0], to_uint8(after)[0]
+        name = src.name
+        save_image(a8, outdir / f"{name}-edited.png")
+        strip = [to_uint8(src.target[None])[0]] if src.target is not None else []
+        save_image(make_grid(np.stack(strip + [b8, a8]), cols=len(strip) + 2, pad=2), outdir / f"{name}-before-after.png")
+        save_latent(after_lat.replace(meta={**after_lat.meta, "edits": [e.describe() for e in edit_list]}),
+                    outdir / f"{name}-edited.npz", model=model)
+        record = {"input": text, "model": model, "edits": [{"name": n, "strength": s, "layers": layer} for n, s, layer in specs],
+                  "keep": keep_list, "sweeps": []}
+        for sname, values, layers in sweeps:
+            frames = []
+            for v in values:
+                e = catalog.make(G, sname, v, layers=layers, keep=keep_list)
+                frames.append(to_uint8(synthesize(G, edit(G, after_lat, [e])))[0])
+            slug = sname.replace(":", "_").replace("/", "_")
+            save_image(make_grid(np.stack(frames), cols=len(frames), pad=2), outdir / f"{name}-sweep-{slug}.png")
+            record["sweeps"].append({"name": sname, "strengths": values, "layers": layers})
+        if paste_back and src.face is not None:
+            from latentshop.data.align import paste_back as paste, to_pil
+
+            pasted = paste(to_pil(src.path), a8 if a8.shape[2] == 3 else a8[..., 0], src.face)
+            save_image(np.asarray(pasted), outdir / f"{name}-edited-pasted.png")
+        atomic_write_bytes(outdir / f"{name}-edit.json", (json.dumps(record, indent=2) + "\n").encode())
+        console.print(f"{name}: wrote {name}-edited.png and {name}-before-after.png to {outdir}")
+
+
+edit_command.__doc__ = (edit_command.__doc__ or "") + EDIT_EXAMPLES
+
+
+@directions_app.command("compute")
+@handle_errors
+def directions_compute(
+    method: str = typer.Option(..., help=f"One of {', '.join(DIRECTION_METHODS)}."),
+    model: str = typer.Option("default", "--model", "-m", help="Checkpoint path or model name."),
+    out: Path = typer.Option(..., "--out", "-o", help="The direction file to write (.npz)."),
+    evaluator: Optional[str] = typer.Option(None, help="InterFaceGAN: evaluator name or folder (default: the bundled model's own)."),
+    attributes: Optional[str] = typer.Option(None, help="InterFaceGAN: comma-separated attributes (default: all the evaluator scores)."),
+    n: Optional[int] = typer.Option(None, min=100, help="Samples (default: InterFaceGAN 20000, GANSpace 100000)."),
+    ratio: float = typer.Option(0.1, min=0.001, max=0.5, help="InterFaceGAN: share of samples at each end of a score used to fit the SVM."),
+    components: int = typer.Option(20, min=1, help="GANSpace / SeFa: components kept."),
+    layers: Optional[str] = typer.Option(None, help="GANSpace / SeFa: layers the directions act on (coarse, middle, fine, 0-3...)."),
+    seed: int = typer.Option(0, help="Seed of the samples."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing file."),
+    device: str = typer.Option("auto", help="'auto', 'cpu', 'cuda' or 'cuda:N'."),
+) -> None:
+    """Compute edit directions for a model and write them as an edit file.
+
+    Examples:
+
+      latentshop directions compute --method interfacegan --model synthetic --out synthetic-interfacegan.npz
+
+      latentshop directions compute --method ganspace --model ffhq.pkl --components 30 --out ffhq.pkl.edits/ganspace.npz
+
+      latentshop directions compute --method sefa --model default --layers coarse --out sefa-coarse.npz
+
+    Files put in the model's `edits` folder (or FILE.edits/ beside a .pkl/.pt) are found by
+    `latentshop edit` by themselves; others are given with --directions.
+    """
+    from latentshop.editing import ganspace, interfacegan, sefa
+
+    if method not in DIRECTION_METHODS:
+        raise ConfigError(f"unknown method {method!r}; methods are {', '.join(DIRECTION_METHODS)}")
+    if out.suffix != ".npz":
+        out = out.with_name(out.name + ".npz")
+    if out.exists() and not force:
+        raise ConfigError(f"{out} exists; pass --force to replace it")
+    G = load_generator(model, device=device)
+    if method == "interfacegan":
+        from latentshop.checkpoints.evaluators import load_evaluator
+        from latentshop.models.evaluators import ExpressionClassifier
+
+        ev_name = evaluator or default_evaluator(model)
+        if ev_name is None:
+            raise ConfigError("InterFaceGAN needs an evaluator to label samples: pass --evaluator NAME|FOLDER")
+        ev = load_evaluator(ev_name, device=device)
+        attrs = [a.strip() for a in attributes.split(",")] if attributes else None
+        if attrs:
+            attrs = [_evaluator_attribute(ev, a) for a in attrs]
+        count = n or 20_000
+        with progress() as bar:
+            task = bar.add_task("rendering and scoring", total=count)
+            result = interfacegan(G, ev, n=count, ratio=ratio, seed=seed, attributes=attrs,
+                                  aliases=EXPRESSION_ALIASES if isinstance(ev, ExpressionClassifier) else None,
+                                  progress=lambda k: bar.advance(task, k), model=model)
+        for name in result.names:
+            s = result.meta["stats"][name]
+            console.print(f"{name:<28} SVM validation accuracy {s['val_accuracy']:.3f} ({s['per_side']} per side)", highlight=False)
+        for name, s in result.meta["stats"].items():
+            if "skipped" in s:
+                err_console.print(f"[yellow]skipped:[/] {name}: {s['skipped']}")
+    elif method == "ganspace":
+        result = ganspace(G, n=n or 100_000, components=components, seed=seed, layers=layers, model=model)
+        shares = [result.meta["stats"][k]["explained_variance_ratio"] for k in result.names]
+        console.print(f"{len(result)} components explain {100 * sum(shares):.1f} % of the variance of w")
+    else:
+        result = sefa(G, components=components, layers=layers, seed=seed, model=model)
+        console.print(f"{len(result)} SeFa directions from the style affines of layers {layers or 'all'}")
+    path = save_directions(result, out, model=model)
+    console.print(f"wrote {path}")
+
+
+@directions_app.command("list")
+@handle_errors
+def directions_list(
+    model: str = typer.Option("default", "--model", "-m", help="Checkpoint path or model name."),
+    directions: Optional[list[Path]] = typer.Option(None, "--directions", help="Extra edit files."),
+) -> None:
+    """List the edits a model has (its edit files and any given).
+
+    Example:
+
+      latentshop directions list --model synthetic
+    """
+    G = load_generator(model)
+    rows = load_catalog(G, model, directions or []).describe()
+    if not rows:
+        console.print("no edit files for this model; compute some with `latentshop directions compute`")
+    for name, note in rows:
+        console.print(f"{name:<28} {note}", highlight=False)
+
+
+@stylespace_app.command("find")
+@handle_errors
+def stylespace_find(
+    attribute: list[str] = typer.Option(..., "--attribute", "-a", help="Attribute(s) to find channels for (repeatable), e.g. smile."),
+    model: str = typer.Option("default", "--model", "-m", help="Checkpoint path or model name."),
+    evaluator: Optional[str] = typer.Option(None, help="Evaluator name or folder (default: the bundled model's own)."),
+    top: int = typer.Option(10, min=1, help="Channels listed per attribute."),
+    n: int = typer.Option(5000, min=100, help="Samples scored to find the positive examples."),
+    candidates: int = typer.Option(30, min=1, help="Channels per attribute measured by pushing them."),
+    parts: bool = typer.Option(True, "--parts/--no-parts", help="Measure each channel's locality with the part segmenter (synthetic faces)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the channels as an edit file (.npz)."),
+    seed: int = typer.Option(0, help="Seed of the samples."),
+    device: str = typer.Option("auto", help="'auto', 'cpu', 'cuda' or 'cuda:N'."),
+) -> None:
+    """List the StyleSpace channels that control an attribute, with their measured effect.
+
+    Effect: change of the evaluator's score per +1 standard deviation of the channel; leakage: the
+    mean change of every other attribute; locality: share of the pixel change in the main part.
+
+    Examples:
+
+      latentshop stylespace find --attribute smile --model synthetic
+
+      latentshop stylespace find -a smile -a glasses --model synthetic --out synthetic-stylespace.npz
+    """
+    from latentshop.checkpoints.evaluators import load_evaluator
+    from latentshop.editing.stylespace import find_channels, save_channels
+
+    ev_name = evaluator or default_evaluator(model)
+    if ev_name is None:
+        raise ConfigError("finding channels needs an evaluator to score samples: pass --evaluator NAME|FOLDER")
+    G = load_generator(model, device=device)
+    ev = load_evaluator(ev_name, device=device)
+    attrs = [_evaluator_attribute(ev, a) for a in attribute]
+    masks_fn = _part_masks_fn(G) if parts else None
+    with progress() as bar:
+        task = bar.add_task("measuring channels", total=len(attrs) * candidates)
+        found = find_channels(G, ev, attrs, n=n, candidates=candidates, top=top, seed=seed, part_masks=masks_fn,
+                              progress=lambda _a, done, total: bar.update(task, completed=done, total=total), model=model)
+    for attr in attrs:
+        console.print(f"\n[bold]{attr}[/]: rank, channel, sign, effect/std, leakage/std, relevance" + (", main part" if masks_fn else ""))
+        for i, c in enumerate(found.attributes[attr]):
+            loc = ""
+            if c.locality:
+                part, share = max(((k, v) for k, v in c.locality.items() if not k.startswith("_")), key=lambda kv: kv[1])
+                loc = f"  {part} {100 * share:.0f} %"
+            console.print(f"  {i + 1:>2}. {c.name:<16} {'+' if c.sign > 0 else '-'}  {c.effect:.4f}  {c.leakage:.4f}  {c.relevance:.2f}{loc}",
+                          highlight=False)
+    if out is not None:
+        path = save_channels(found, out, model=model)
+        console.print(f"wrote {path}")
+
+
+def _part_masks_fn(G):  # type: ignore[no-untyped-def]
+    """Part masks of images from the shipped part segmenter, or ``None`` where it does not apply."""
+    from latentshop.checkpoints.evaluators import list_evaluators, load_evaluator
+
+    if G.img_channels != 3 or "parts" not in list_evaluators():
+        return None
+    seg = load_evaluator("parts")
+    from latentshop.data.synthetic import PART_NAMES
+
+    def fn(images: torch.Tensor) -> dict[str, torch.Tensor]:
+        labels = seg.predict(images)  # [N, H, W]
+        return {p: (labels == i).float().unsqueeze(1) for i, p in enumerate(PART_NAMES)}
+
+    return fn
