@@ -7,8 +7,10 @@ import typer
 from latentshop.cli.align import align
 from latentshop.cli.checkpoint import convert, info
 from latentshop.cli.data import data_app
+from latentshop.cli.edit import directions_app, edit_command, stylespace_app
 from latentshop.cli.evaluator import evaluator_app
 from latentshop.cli.generate import generate, mix
+from latentshop.cli.interpolate import interpolate_command
 from latentshop.cli.invert import invert_command, render_command
 from latentshop.cli.train import train
 
@@ -16,7 +18,7 @@ __all__ = ["app", "main"]
 
 app = typer.Typer(
     name="latentshop",
-    help="Edit images with GANs: load StyleGAN2 checkpoints, generate, mix styles, convert formats.",
+    help="Edit images with GANs: load StyleGAN2 checkpoints, generate, project photos, edit them (directions, StyleSpace, mixing), convert formats.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -28,9 +30,13 @@ app.command()(convert)
 app.command()(train)
 app.command("invert", help=invert_command.__doc__)(invert_command)
 app.command("render")(render_command)
+app.command("interpolate")(interpolate_command)
 app.command()(align)
 app.add_typer(data_app, name="data")
 app.add_typer(evaluator_app, name="evaluator")
+app.command("edit", help=edit_command.__doc__)(edit_command)
+app.add_typer(directions_app, name="directions")
+app.add_typer(stylespace_app, name="stylespace")
 
 
 def main() -> None:

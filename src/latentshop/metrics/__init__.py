@@ -1,5 +1,6 @@
 """Image-set metrics: multi-scale sliced Wasserstein distance (SWD) and Fréchet Inception Distance (FID);
-per-pair image quality (PSNR, SSIM, MS-SSIM) and perceptual distances (MobileNetV2, VGG16, discriminator).
+per-pair image quality (PSNR, SSIM, MS-SSIM) and perceptual distances (MobileNetV2, VGG16, discriminator);
+edit quality (target change, leakage, change outside the attribute's part).
 
 Each metric is a class with ``update(images, which)`` (``which`` is ``"real"`` or ``"fake"``) and
 ``compute() -> dict[str, float]``; :func:`get_metric` maps a registry name to its constructor.
@@ -10,6 +11,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from latentshop.errors import ConfigError
+from latentshop.metrics.edits import dilate, edit_effect
 from latentshop.metrics.fid import FrechetInceptionDistance, frechet_distance, load_inception
 from latentshop.metrics.identity import face_embedding, identity_distances, identity_similarities, identity_similarity
 from latentshop.metrics.image import ms_ssim, psnr, ssim
@@ -17,6 +19,8 @@ from latentshop.metrics.perceptual import PerceptualDistance, list_perceptual, l
 from latentshop.metrics.swd import SlicedWassersteinDistance, laplacian_pyramid, sliced_wasserstein
 
 __all__ = [
+    "dilate",
+    "edit_effect",
     "face_embedding",
     "identity_distances",
     "identity_similarities",

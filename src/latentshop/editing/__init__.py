@@ -1,0 +1,63 @@
+"""Editing: change a found latent in meaningful ways (directions, StyleSpace channels, mixing,
+interpolation).
+
+Edits are data (:mod:`latentshop.editing.edits`): frozen objects mapping a ``Latent`` to a
+``Latent``, composed in a list and applied by :func:`edit`. Direction sets
+(:mod:`latentshop.editing.directions`) come from InterFaceGAN, GANSpace or SeFa and are stored as
+files tied to their generator. :mod:`latentshop.editing.mixing` mixes layers of latents and
+interpolates between them (frames for :mod:`latentshop.data.video`).
+"""
+
+from latentshop.editing.directions import (
+    DIRECTION_METHODS,
+    DirectionSet,
+    attribute_scores,
+    condition,
+    ganspace,
+    interfacegan,
+    load_directions,
+    sample_ws,
+    save_directions,
+    sefa,
+)
+from latentshop.editing.edits import (
+    ChannelEdit,
+    Direction,
+    Edit,
+    EditError,
+    StyleMix,
+    Truncate,
+    edit,
+    layer_groups,
+    parse_layers,
+    style_layer_ws,
+)
+from latentshop.editing.mixing import INTERPOLATION_METHODS, crossover, interpolate, path, style_mix
+
+__all__ = [
+    "DIRECTION_METHODS",
+    "ChannelEdit",
+    "Direction",
+    "DirectionSet",
+    "INTERPOLATION_METHODS",
+    "Edit",
+    "EditError",
+    "StyleMix",
+    "Truncate",
+    "attribute_scores",
+    "condition",
+    "crossover",
+    "edit",
+    "ganspace",
+    "interfacegan",
+    "interpolate",
+    "layer_groups",
+    "load_directions",
+    "parse_layers",
+    "path",
+    "sample_ws",
+    "save_directions",
+    "sefa",
+    "style_layer_ws",
+    "style_mix",
+]
