@@ -10,9 +10,10 @@ from safetensors.torch import save_file
 
 from latentshop.checkpoints.evaluators import list_evaluators, load_evaluator, save_evaluator
 from latentshop.errors import CheckpointError
-from latentshop.models.evaluators import ExpressionClassifier, FactorRegressor
+from latentshop.models.evaluators import ExpressionClassifier, FactorRegressor, PartSegmenter
 
 TINY = dict(res=16, widths=(4, 8, 8))
+TINY_SEG = dict(res=16, widths=(4, 8))
 
 
 def _perturbed(net):
@@ -25,7 +26,8 @@ def _perturbed(net):
     return net.eval()
 
 
-@pytest.mark.parametrize("make", [lambda: FactorRegressor(**TINY), lambda: ExpressionClassifier(classes=["x", "y"], **TINY)])
+@pytest.mark.parametrize("make", [lambda: FactorRegressor(**TINY), lambda: ExpressionClassifier(classes=["x", "y"], **TINY),
+                                  lambda: PartSegmenter(**TINY_SEG), lambda: PartSegmenter(parts=["a", "b", "c"], **TINY_SEG)])
 def test_round_trip(tmp_path, make):
     torch.manual_seed(0)
     net = _perturbed(make())
@@ -40,6 +42,48 @@ def test_round_trip(tmp_path, make):
 
 def _saved(tmp_path):
     return save_evaluator(FactorRegressor(**TINY), tmp_path / "ev")
+
+
+def test_segmenter_round_trip_keeps_parts_and_predictions(tmp_path):
+    torch.manual_seed(1)
+    net = _perturbed(PartSegmenter(parts=["bg", "face", "hair"], **TINY_SEG))
+    path = save_evaluator(net, tmp_path / "seg", metrics={"all": {"mean_iou": 0.5}})
+    cfg = json.loads((path / "config.json").read_text())
+    assert cfg["evaluator"] == {"kind": "part-segmenter",
+                                "init_kwargs": {"parts": ["bg", "face", "hair"], "res": 16, "channels": 3, "widths": [4, 8]}}
+    back = load_evaluator(path)
+    assert back.parts == net.parts and not back.training
+    x = torch.rand(2, 3, 28, 20) * 2 - 1
+    assert torch.equal(back.predict(x), net.predict(x))
+    assert torch.equal(back.part_masks(x, ["face"]), net.part_masks(x, ["face"]))
+
+
+@pytest.mark.parametrize("change, match", [
+    ({"parts": [f"p{i}" for i in range(100_000)]}, "out of range"),  # a huge output layer
+    ({"parts": "background"}, "out of range"),
+    ({"parts": [1, 2, 3]}, "out of range"),
+    ({"widths": [4] * 40}, "out of range"),  # a deep net
+    ({"widths": [4, 8, 8, 8, 8]}, "cannot build"),  # more halvings than res 16 allows
+    ({"parts": ["a", "a"]}, "cannot build"),
+    ({"res": 4}, "out of range"),
+    ({"colour": True}, "cannot build"),
+])
+def test_corrupt_segmenter_config_refused(tmp_path, change, match):
+    path = save_evaluator(PartSegmenter(**TINY_SEG), tmp_path / "seg")
+    cfg = json.loads((path / "config.json").read_text())
+    cfg["evaluator"]["init_kwargs"].update(change)
+    (path / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError, match=match):
+        load_evaluator(path)
+
+
+def test_segmenter_weights_of_another_part_list_refused(tmp_path):
+    path = save_evaluator(PartSegmenter(**TINY_SEG), tmp_path / "seg")
+    cfg = json.loads((path / "config.json").read_text())
+    cfg["evaluator"]["init_kwargs"]["parts"] = ["a", "b", "c"]  # 3 logits; the weights hold 9
+    (path / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError, match=r"head\.(weight|bias).*needs \(3"):
+        load_evaluator(path)
 
 
 def test_unknown_name_lists_shipped(tmp_path):

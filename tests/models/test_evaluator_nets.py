@@ -1,4 +1,4 @@
-"""Evaluator networks: input handling, the factor output layout, classifier outputs."""
+"""Evaluator networks: input handling, the factor output layout, classifier and segmenter outputs."""
 
 from __future__ import annotations
 
@@ -7,9 +7,17 @@ import math
 import pytest
 import torch
 
-from latentshop.data.synthetic import FACTORS, render_batch
-from latentshop.errors import ShapeError
-from latentshop.models.evaluators import CIRCULAR_FACTORS, ExpressionClassifier, FactorRegressor, prepare_input
+from latentshop.data.synthetic import FACTORS, PART_NAMES, render_batch
+from latentshop.errors import ConfigError, ShapeError
+from latentshop.models.evaluators import (
+    CIRCULAR_FACTORS,
+    PART_COLOURS,
+    ExpressionClassifier,
+    FactorRegressor,
+    PartSegmenter,
+    colour_parts,
+    prepare_input,
+)
 
 TINY = dict(res=16, widths=(4, 8, 8))
 
@@ -117,3 +125,105 @@ def test_backbone_rejects_bad_resolution():
     with pytest.raises(ShapeError):
         FactorRegressor(res=32, widths=(4, 4))
     assert math.log2(FactorRegressor(**TINY).res) == 4
+
+
+# ----------------------------------------------------------------------------------------------
+# Part segmenter
+
+TINY_SEG = dict(res=16, widths=(4, 8, 8))
+
+
+def _varied_segmenter(seed: int = 0) -> PartSegmenter:
+    """A tiny segmenter with a random head (it starts at zero) and batch norm calibrated on noise,
+    then in eval mode: its labels vary from pixel to pixel and do not depend on the batch."""
+    torch.manual_seed(seed)
+    net = PartSegmenter(**TINY_SEG)
+    with torch.no_grad():
+        net.head.weight.normal_(0, 1)
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.momentum = None  # a plain average of the calibration batches
+        net(torch.rand(16, 3, 16, 16) * 2 - 1)
+    return net.eval()
+
+
+def test_part_segmenter_shapes():
+    net = PartSegmenter(**TINY_SEG)
+    assert net.parts == list(PART_NAMES)
+    assert net(torch.zeros(2, 3, 16, 16)).shape == (2, len(PART_NAMES), 16, 16)
+    assert net(torch.zeros(2, 1, 40, 24)).shape == (2, len(PART_NAMES), 16, 16)  # resampled, gray repeated
+    net = PartSegmenter(parts=["a", "b", "c"], res=32, widths=(4, 8, 8, 8))
+    assert net(torch.zeros(1, 3, 32, 32)).shape == (1, 3, 32, 32)
+
+
+@pytest.mark.parametrize("size", [(16, 16), (40, 40), (10, 10), (24, 48)])
+def test_part_segmenter_predicts_at_the_input_size(size):
+    net = _varied_segmenter()
+    img = torch.rand(3, 3, *size) * 2 - 1
+    p = net.predict_proba(img)
+    assert p.shape == (3, len(PART_NAMES), *size)
+    assert torch.allclose(p.sum(1), torch.ones(3, *size), atol=1e-5) and (p >= 0).all()
+    labels = net.predict(img)
+    assert labels.shape == (3, *size) and labels.dtype == torch.int64
+    assert torch.equal(labels, p.argmax(1))
+    assert net.predict(img[0]).shape == (1, *size)  # a single (C, H, W) image
+
+
+def test_part_masks_are_the_union_of_the_named_parts():
+    net = _varied_segmenter()
+    img = torch.rand(4, 3, 32, 32) * 2 - 1
+    labels = net.predict(img)
+    assert len(labels.unique()) >= 3  # the test needs varied labels
+    a, b = (net.parts[int(i)] for i in labels.unique()[:2])
+    masks = net.part_masks(img, [a, b])
+    assert masks.shape == (4, 1, 32, 32) and masks.dtype == torch.float32
+    want = (labels == net.parts.index(a)) | (labels == net.parts.index(b))
+    assert torch.equal(masks[:, 0].bool(), want) and set(masks.unique().tolist()) <= {0.0, 1.0}
+    assert torch.equal(net.part_masks(img, a), net.part_masks(img, [a]))
+    assert net.part_masks(img, []).sum() == 0
+    assert net.part_masks(img, net.parts).min() == 1  # every pixel has some part
+    with pytest.raises(ConfigError, match="unknown part name.*nose"):
+        net.part_masks(img, ["eyes", "nose"])
+
+
+def test_part_segmenter_batch_equals_single():
+    net = _varied_segmenter(1)
+    img = torch.rand(5, 3, 24, 24) * 2 - 1
+    batch = net.predict_proba(img, batch=5)
+    single = torch.cat([net.predict_proba(img[i:i + 1]) for i in range(5)])
+    assert torch.allclose(batch, single, atol=1e-5)
+    assert torch.allclose(net.predict_proba(img, batch=2), batch, atol=1e-5)
+
+
+def test_part_segmenter_predict_restores_training_mode():
+    net = PartSegmenter(**TINY_SEG)
+    net.predict(torch.zeros(1, 3, 16, 16))
+    assert net.training
+
+
+@pytest.mark.parametrize("kwargs", [dict(res=20, widths=(4, 8, 8, 8)), dict(res=16, widths=(4, 4, 4, 4, 4)),
+                                    dict(res=16, widths=()), dict(res=16, widths=(4, 0)),
+                                    dict(res=16, widths=(4,), parts=["a", "a"]), dict(res=16, widths=(4,), parts=["a"])])
+def test_part_segmenter_rejects_bad_arguments(kwargs):
+    with pytest.raises(ShapeError):
+        PartSegmenter(**kwargs)
+
+
+def test_default_part_segmenter_is_small():
+    net = PartSegmenter()
+    size = sum(t.numel() * t.element_size() for t in net.state_dict().values())
+    assert size < 2 * 2**20, size
+    assert net.init_kwargs == {"parts": list(PART_NAMES), "res": 64, "channels": 3, "widths": [16, 32, 64, 96]}
+
+
+def test_colour_parts():
+    labels = torch.arange(len(PART_COLOURS) + 1).view(1, 1, -1)
+    img = colour_parts(labels)
+    assert img.shape == (1, 1, len(PART_COLOURS) + 1, 3) and img.dtype == torch.uint8
+    assert img[0, 0, 3].tolist() == list(PART_COLOURS[3])
+    assert img[0, 0, -1].tolist() == list(PART_COLOURS[0])  # past the palette: from the start again
+    assert len(set(PART_COLOURS)) == len(PART_COLOURS) >= len(PART_NAMES)
+    with pytest.raises(ShapeError):
+        colour_parts(torch.zeros(2, 2))
+    with pytest.raises(ShapeError):
+        colour_parts(torch.full((2, 2), -1))

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
+import torch.nn.functional as F
 
 from latentshop.checkpoints.evaluators import load_evaluator
-from latentshop.data.synthetic import DOMAINS, FACTORS, render_batch
-from latentshop.models.evaluators import ExpressionClassifier, FactorRegressor
+from latentshop.data.synthetic import DOMAINS, FACTORS, PART_NAMES, TEST_SEED_START, render_batch
+from latentshop.errors import ConfigError, ShapeError
+from latentshop.models.evaluators import ExpressionClassifier, FactorRegressor, PartSegmenter
 from latentshop.training import evaluators as ev
 
 from conftest import SHARED
@@ -99,3 +103,101 @@ def test_shipped_expression_classifier_beats_chance_on_test_split():
     majority = max(res["support"].values()) / res["images"]
     assert res["accuracy"] > majority + 0.1
     assert res["recall"]["happiness"] > 0.8 and res["recall"]["neutral"] > 0.6
+
+
+# ----------------------------------------------------------------------------------------------
+# Part segmenter
+
+TINY_SEG = dict(res=32, widths=(8, 16, 16))
+TINY_COUNTS = {"photo": 32, "toon": 16, "caricature": 16}
+
+
+def test_part_scores_perfect_and_known():
+    _, _, masks = render_batch(range(1_000_000, 1_000_006), res=32)
+    masks = torch.from_numpy(masks)
+    perfect = ev.part_scores(masks, masks, PART_NAMES)
+    assert perfect["pixel_accuracy"] == 1.0 and perfect["mean_iou"] == 1.0
+    assert set(perfect["iou"]) == {PART_NAMES[i] for i in masks.unique().tolist()}  # absent parts left out
+    true = torch.tensor([[[0, 0, 1, 1], [2, 2, 2, 2]]])
+    pred = torch.tensor([[[0, 1, 1, 1], [2, 2, 2, 0]]])
+    s = ev.part_scores(pred, true, ["a", "b", "c"])
+    assert s["pixel_accuracy"] == pytest.approx(6 / 8)
+    assert s["iou"] == pytest.approx({"a": 1 / 3, "b": 2 / 3, "c": 3 / 4})
+    assert s["mean_iou"] == pytest.approx((1 / 3 + 2 / 3 + 3 / 4) / 3)
+    with pytest.raises(ShapeError, match="shape"):
+        ev.part_scores(pred[:, :1], true, ["a", "b", "c"])
+    with pytest.raises(ShapeError, match="0..1"):
+        ev.part_scores(pred, true, ["a", "b"])
+
+
+def test_label_maps_move_with_their_images():
+    """The augmentation shifts and mirrors each mask exactly as its image."""
+    masks = torch.randint(0, 9, (6, 16, 16), dtype=torch.uint8)
+    images = (masks * 25)[:, None].expand(-1, 3, -1, -1).contiguous()  # every channel spells the label
+    seen = []
+
+    class Probe(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(()))
+
+        def forward(self, x):
+            seen.append(x.clone())
+            return self.w * x
+
+    def loss_fn(out, target):
+        seen.append(target)
+        return out.sum()
+
+    opts = ev.FitOptions(steps=3, batch_size=6, max_shift=3, noise=0.0, bf16=False)
+    ev._fit(Probe(), images, loss_fn, opts, device=torch.device("cpu"), xflip=True, photometric=False,
+            progress=None, label_maps=masks)
+    moved = 0
+    for x, target in zip(seen[0::2], seen[1::2]):
+        assert target.dtype == torch.int64 and target.shape == (6, 16, 16)
+        assert torch.equal(((x[:, 0] + 1) * 127.5 / 25).round().long(), target)
+        moved += int((target != masks.long()).any())
+    assert moved  # the batches were in fact moved
+
+
+def test_part_segmenter_learns():
+    opts = ev.FitOptions(steps=80, batch_size=16, lr=5e-3, bf16=False)
+    net, info = ev.train_part_segmenter(counts=TINY_COUNTS, res=32, options=opts, net=PartSegmenter(**TINY_SEG))
+    assert info["images"] == 64 and info["steps"] == 80
+    assert set(info["part_share"]) == set(PART_NAMES) and sum(info["part_share"].values()) == pytest.approx(1, abs=1e-3)
+    images, masks, _ = ev.render_part_data(TINY_COUNTS, res=32)  # the training images
+    loss = F.cross_entropy(net.eval()(ev._to_float(images)), masks.long())
+    assert loss < 0.6 * math.log(len(PART_NAMES))  # an untrained segmenter predicts uniformly: log(9)
+
+
+def test_part_segmenter_training_refuses_bad_settings():
+    with pytest.raises(ConfigError, match="held-out"):
+        ev.train_part_segmenter(counts={"photo": TEST_SEED_START, "toon": 1})
+    with pytest.raises(ConfigError, match="parts"):
+        ev.train_part_segmenter(counts=TINY_COUNTS, res=32, net=PartSegmenter(parts=["a", "b"], **TINY_SEG))
+    with pytest.raises(ConfigError, match="res"):
+        ev.train_part_segmenter(counts=TINY_COUNTS, res=64, net=PartSegmenter(**TINY_SEG))
+    with pytest.raises(ConfigError, match="positive"):
+        ev.render_part_data({"photo": 0}, res=32)
+
+
+def test_evaluate_part_segmenter_uses_held_out_seeds(monkeypatch):
+    seen = []
+    real = ev.render_batch
+
+    def spy(seeds, **kw):
+        seen.extend(seeds)
+        return real(seeds, **kw)
+
+    monkeypatch.setattr(ev, "render_batch", spy)
+    torch.manual_seed(0)
+    net = PartSegmenter(**TINY_SEG)
+    with torch.no_grad():
+        net.head.weight.normal_()
+    out = ev.evaluate_part_segmenter(net, n_per_domain=4, res=32)
+    assert set(out) == set(DOMAINS) | {"all"}
+    assert min(seen) >= ev.PART_EVAL_SEED_START and len(set(seen)) == 4 * len(DOMAINS)
+    for scores in out.values():
+        assert 0 <= scores["pixel_accuracy"] <= 1 and 0 <= scores["mean_iou"] <= 1
+        assert scores["iou"] and set(scores["iou"]) <= set(PART_NAMES)
+        assert all(0 <= v <= 1 for v in scores["iou"].values())

@@ -5,7 +5,9 @@ whose config names the evaluator kind, its constructor arguments and what it was
 (``metrics``). The shipped evaluators live in ``src/latentshop/zoo/evaluators/<name>/``:
 
 - ``synthetic`` — :class:`~latentshop.models.evaluators.FactorRegressor` for the synthetic faces;
-- ``expression`` — :class:`~latentshop.models.evaluators.ExpressionClassifier` for aligned real faces.
+- ``expression`` — :class:`~latentshop.models.evaluators.ExpressionClassifier` for aligned real faces;
+- ``parts`` — :class:`~latentshop.models.evaluators.PartSegmenter`, face parts of synthetic faces
+  and of the synthetic generator's samples (once trained and shipped).
 """
 
 from __future__ import annotations
@@ -21,15 +23,19 @@ from safetensors.torch import load_file
 
 from latentshop.checkpoints.native import CONFIG_NAME, FORMAT_VERSION, WEIGHTS_NAME, _jsonable, write_folder
 from latentshop.checkpoints.zoo import BUNDLED_DIR
-from latentshop.errors import CheckpointError, ShapeError
-from latentshop.models.evaluators import ExpressionClassifier, FactorRegressor
+from latentshop.errors import CheckpointError, ConfigError, ShapeError
+from latentshop.models.evaluators import ExpressionClassifier, FactorRegressor, PartSegmenter
 from latentshop.runtime import resolve_device
 
-__all__ = ["EVALUATORS_DIR", "list_evaluators", "load_evaluator", "save_evaluator"]
+__all__ = ["EVALUATORS_DIR", "Evaluator", "list_evaluators", "load_evaluator", "save_evaluator"]
+
+#: any evaluator network
+Evaluator = FactorRegressor | ExpressionClassifier | PartSegmenter
 
 EVALUATORS_DIR = BUNDLED_DIR / "evaluators"
-_KINDS = {cls.kind: cls for cls in (FactorRegressor, ExpressionClassifier)}
-_MAX_WIDTH, _MAX_RES = 2048, 512  # bounds on stored constructor arguments: a config cannot make us allocate a huge net
+_KINDS = {cls.kind: cls for cls in (FactorRegressor, ExpressionClassifier, PartSegmenter)}
+# bounds on stored constructor arguments: a config cannot make us allocate a huge net
+_MAX_WIDTH, _MAX_RES, _MAX_LEVELS, _MAX_NAMES = 2048, 512, 10, 256
 
 
 def list_evaluators() -> list[str]:
@@ -44,7 +50,7 @@ def list_evaluators() -> list[str]:
     return sorted(p.name for p in EVALUATORS_DIR.iterdir() if (p / CONFIG_NAME).is_file())
 
 
-def save_evaluator(net: FactorRegressor | ExpressionClassifier, path: str | os.PathLike, *,
+def save_evaluator(net: Evaluator, path: str | os.PathLike, *,
                    metrics: dict[str, Any] | None = None, info: dict[str, Any] | None = None,
                    overwrite: bool = False) -> Path:
     """Write an evaluator folder atomically.
@@ -70,15 +76,18 @@ def save_evaluator(net: FactorRegressor | ExpressionClassifier, path: str | os.P
 
 def _check_kwargs(kwargs: dict[str, Any], path: Path) -> None:
     widths = kwargs.get("widths", [])
-    ok = (isinstance(widths, list) and all(isinstance(w, int) and 0 < w <= _MAX_WIDTH for w in widths)
+    names = [kwargs[k] for k in ("classes", "parts") if k in kwargs]  # output names: one output channel each
+    ok = (isinstance(widths, list) and len(widths) <= _MAX_LEVELS
+          and all(isinstance(w, int) and 0 < w <= _MAX_WIDTH for w in widths)
           and isinstance(kwargs.get("res", 64), int) and 16 <= kwargs.get("res", 64) <= _MAX_RES
-          and isinstance(kwargs.get("features", 256), int) and 0 < kwargs.get("features", 256) <= 4 * _MAX_WIDTH)
+          and isinstance(kwargs.get("features", 256), int) and 0 < kwargs.get("features", 256) <= 4 * _MAX_WIDTH
+          and all(isinstance(n, list) and len(n) <= _MAX_NAMES and all(isinstance(c, str) for c in n) for n in names))
     if not ok:
         raise CheckpointError(path, f"evaluator arguments out of range: {kwargs}")
 
 
-def load_evaluator(name_or_path: str | os.PathLike, *, device: str | torch.device = "cpu") -> FactorRegressor | ExpressionClassifier:
-    """Load an evaluator by name (``"synthetic"``, ``"expression"``) or from a folder.
+def load_evaluator(name_or_path: str | os.PathLike, *, device: str | torch.device = "cpu") -> Evaluator:
+    """Load an evaluator by name (``"synthetic"``, ``"expression"``, ``"parts"``) or from a folder.
 
     Returns the network in eval mode without gradients; ``net.metrics`` holds its measured quality.
 
@@ -113,7 +122,7 @@ def load_evaluator(name_or_path: str | os.PathLike, *, device: str | torch.devic
         raise CheckpointError(p / WEIGHTS_NAME, f"cannot read the weights: corrupt or truncated safetensors file ({e})")
     try:
         net = _KINDS[entry["kind"]](**entry["init_kwargs"])
-    except (TypeError, ValueError, RuntimeError, ShapeError) as e:
+    except (TypeError, ValueError, RuntimeError, ShapeError, ConfigError) as e:
         raise CheckpointError(p, f"cannot build a {entry['kind']} from {entry['init_kwargs']}: {e}")
     own = net.state_dict()
     if set(own) != set(state):

@@ -1,4 +1,4 @@
-"""``latentshop evaluator``: train, test and apply the evaluators (synthetic factors, expressions)."""
+"""``latentshop evaluator``: train, test and apply the evaluators (synthetic factors, expressions, face parts)."""
 
 from __future__ import annotations
 
@@ -12,27 +12,32 @@ from latentshop.cli.common import console, handle_errors, progress
 
 __all__ = ["evaluator_app"]
 
-evaluator_app = typer.Typer(help="Evaluators that label images for measurement: 'synthetic' (factors) and 'expression'.",
-                            no_args_is_help=True)
+evaluator_app = typer.Typer(help="Evaluators that label images for measurement: 'synthetic' (factors), 'expression' "
+                                 "and 'parts' (face part segmentation).", no_args_is_help=True)
 
 DEFAULT_FACES = "../shared/data/lfw-faces"
+_NAMES = ("synthetic", "expression", "parts")
 
 
 def _check_name(name: str) -> None:
     from latentshop.errors import ConfigError
 
-    if name not in ("synthetic", "expression"):
-        raise ConfigError(f"unknown evaluator {name!r}; choose 'synthetic' or 'expression'")
+    if name not in _NAMES:
+        raise ConfigError(f"unknown evaluator {name!r}; choose one of {', '.join(repr(n) for n in _NAMES)}")
 
 
 @evaluator_app.command("train")
 @handle_errors
 def train(
-    name: str = typer.Argument(..., help="'synthetic' (factor regressor) or 'expression' (lfw-faces classifier)."),
+    name: str = typer.Argument(..., help="'synthetic' (factor regressor), 'expression' (lfw-faces classifier) or "
+                                         "'parts' (part segmenter)."),
     out: Path = typer.Option(..., "--out", "-o", help="Evaluator folder to write (atomically)."),
     data: str = typer.Option(DEFAULT_FACES, help="lfw-faces folder (for 'expression')."),
     steps: Optional[int] = typer.Option(None, min=1, help="Optimiser steps (default: the recipe's)."),
-    n_per_domain: int = typer.Option(20_000, min=10, help="Training faces rendered per domain (for 'synthetic')."),
+    n_per_domain: Optional[int] = typer.Option(
+        None, min=10, help="Training faces rendered per domain (default: 20000 for 'synthetic'; for 'parts' "
+                           "16000 photo + 6000 toon + 6000 caricature)."),
+    workers: int = typer.Option(0, min=0, help="Render worker processes for synthetic data (0: this process)."),
     device: str = typer.Option("auto", help="'auto', 'cpu' or 'cuda[:N]'."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing folder."),
 ) -> None:
@@ -43,6 +48,8 @@ def train(
       latentshop evaluator train synthetic -o runs/eval-synthetic
 
       latentshop evaluator train expression --data ../shared/data/lfw-faces -o runs/eval-expression
+
+      latentshop evaluator train parts -o runs/eval-parts
     """
     from dataclasses import replace
 
@@ -56,9 +63,20 @@ def train(
         opts = ev.FACTOR_FIT if steps is None else replace(ev.FACTOR_FIT, steps=steps)
         with progress() as bar:
             task = bar.add_task("training", total=opts.steps)
-            net, info = ev.train_factor_regressor(n_per_domain=n_per_domain, options=opts, device=dev,
+            net, info = ev.train_factor_regressor(n_per_domain=n_per_domain or 20_000, options=opts, device=dev,
+                                                  workers=workers,
                                                   progress=lambda s, loss: bar.update(task, completed=s, description=f"loss {loss:.3f}"))
-        metrics = ev.evaluate_factor_regressor(net)
+        metrics = ev.evaluate_factor_regressor(net, workers=workers)
+    elif name == "parts":
+        from latentshop.data.synthetic import DOMAINS
+
+        opts = ev.PARTS_FIT if steps is None else replace(ev.PARTS_FIT, steps=steps)
+        counts = ev.PART_COUNTS if n_per_domain is None else {d: n_per_domain for d in DOMAINS}
+        with progress() as bar:
+            task = bar.add_task("training", total=opts.steps)
+            net, info = ev.train_part_segmenter(counts=counts, options=opts, device=dev, workers=workers,
+                                                progress=lambda s, loss: bar.update(task, completed=s, description=f"loss {loss:.3f}"))
+        metrics = ev.evaluate_part_segmenter(net, workers=workers)
     else:
         opts = ev.EXPRESSION_FIT if steps is None else replace(ev.EXPRESSION_FIT, steps=steps)
         with progress() as bar:
@@ -76,7 +94,7 @@ def train(
 def test(
     name: str = typer.Argument(..., help="A shipped evaluator name or an evaluator folder."),
     data: str = typer.Option(DEFAULT_FACES, help="lfw-faces folder (for an expression classifier)."),
-    n_per_domain: int = typer.Option(1000, min=10, help="Held-out faces per domain (for a factor regressor)."),
+    n_per_domain: int = typer.Option(1000, min=10, help="Held-out faces per domain (for a factor regressor or a part segmenter)."),
 ) -> None:
     """Measure an evaluator on held-out data (synthetic seeds it never saw / the lfw-faces test split).
 
@@ -85,14 +103,18 @@ def test(
       latentshop evaluator test synthetic
 
       latentshop evaluator test expression --data ../shared/data/lfw-faces
+
+      latentshop evaluator test parts --n-per-domain 300
     """
     from latentshop.checkpoints.evaluators import load_evaluator
-    from latentshop.models.evaluators import FactorRegressor
+    from latentshop.models.evaluators import FactorRegressor, PartSegmenter
     from latentshop.training import evaluators as ev
 
     net = load_evaluator(name)
     if isinstance(net, FactorRegressor):
         metrics = ev.evaluate_factor_regressor(net, n_per_domain=n_per_domain)
+    elif isinstance(net, PartSegmenter):
+        metrics = ev.evaluate_part_segmenter(net, n_per_domain=n_per_domain)
     else:
         metrics = ev.evaluate_expression_classifier(net, data)
     console.print(json.dumps(metrics, indent=1))
@@ -103,25 +125,44 @@ def test(
 def predict(
     name: str = typer.Argument(..., help="A shipped evaluator name or an evaluator folder."),
     images: List[Path] = typer.Argument(..., help="Image files."),
+    label_maps: Optional[Path] = typer.Option(
+        None, help="Folder to write a colour part label map per image, <name>_parts.png (part segmenters only)."),
 ) -> None:
-    """Label image files: factor values (synthetic) or expression probabilities, one JSON line each.
+    """Label image files: factor values (synthetic), expression probabilities or part areas (the
+    share of the image's pixels each part covers), one JSON line each.
 
     Examples:
 
       latentshop evaluator predict expression face.png
 
       latentshop evaluator predict synthetic out/seed0001.png out/seed0002.png
+
+      latentshop evaluator predict parts out/seed0001.png --label-maps out/parts
     """
     import torch
 
     from latentshop.checkpoints.evaluators import load_evaluator
     from latentshop.data.dataset import load_image
-    from latentshop.models.evaluators import FactorRegressor
+    from latentshop.data.images import save_image
+    from latentshop.errors import ConfigError
+    from latentshop.models.evaluators import FactorRegressor, PartSegmenter, colour_parts
 
     net = load_evaluator(name)
+    if label_maps is not None and not isinstance(net, PartSegmenter):
+        raise ConfigError(f"--label-maps needs a part segmenter (such as 'parts'); {name!r} is a {net.kind}")
+    if label_maps is not None:
+        label_maps.mkdir(parents=True, exist_ok=True)
     for path in images:
         x = load_image(path, channels=net.channels)[None]
-        if isinstance(net, FactorRegressor):
+        if isinstance(net, PartSegmenter):
+            labels = net.predict(x)[0]  # [H, W]
+            share = torch.bincount(labels.flatten(), minlength=len(net.parts)).double() / labels.numel()
+            row = {"file": str(path), "areas": {p: round(float(a), 5) for p, a in zip(net.parts, share)}}
+            if label_maps is not None:
+                out_path = label_maps / f"{path.stem}_parts.png"
+                save_image(colour_parts(labels).numpy(), out_path)
+                row["label_map"] = str(out_path)
+        elif isinstance(net, FactorRegressor):
             vals = {k: (v[0].tolist() if v.ndim > 1 else v[0].item()) for k, v in net.predict(x).items()}
             if "clothing_pattern" in vals:
                 vals["clothing_pattern"] = net.factors["clothing_pattern"].choices[int(vals["clothing_pattern"])]

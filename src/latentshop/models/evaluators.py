@@ -2,7 +2,7 @@
 
 Two networks share one plain convolutional backbone (conv-BN-ReLU stages, each halving the
 resolution, then a linear layer on the flattened 4x4 map, which keeps the spatial layout that
-head yaw and light direction need):
+head yaw and light direction need); a third is fully convolutional and built from the same stages:
 
 - :class:`FactorRegressor` predicts every factor of the synthetic faces
   (:data:`latentshop.data.synthetic.FACTORS`) from an image of any domain: float factors by
@@ -10,8 +10,14 @@ head yaw and light direction need):
   periodic), ``glasses`` as a logit and ``clothing_pattern`` as class logits.
 - :class:`ExpressionClassifier` predicts a facial expression class from an aligned grayscale face
   (trained on lfw-faces).
+- :class:`PartSegmenter` labels every pixel with a face part
+  (:data:`latentshop.data.synthetic.PART_NAMES`): a small U-Net (Ronneberger et al., 2015,
+  "U-Net: Convolutional Networks for Biomedical Image Segmentation": an encoder of the backbone's
+  stages, a decoder that upsamples and joins the encoder map of the same size). It is trained on
+  synthetic renders, whose part masks are known, to tell where in a generator sample an edit
+  changes pixels.
 
-Both take images ``(N, C, H, W)`` in ``[-1, 1]`` of any size: they resample to their input size
+All three take images ``(N, C, H, W)`` in ``[-1, 1]`` of any size: they resample to their input size
 (64 px by default) and convert channels themselves, so generator samples can be fed directly.
 Trained weights are shipped with latentshop and loaded with
 :func:`latentshop.checkpoints.evaluators.load_evaluator`.
@@ -20,15 +26,24 @@ Trained weights are shipped with latentshop and loaded with
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from latentshop.errors import ShapeError
+from latentshop.errors import ConfigError, ShapeError
 
-__all__ = ["Backbone", "FactorRegressor", "ExpressionClassifier", "CIRCULAR_FACTORS", "prepare_input"]
+__all__ = [
+    "Backbone",
+    "FactorRegressor",
+    "ExpressionClassifier",
+    "PartSegmenter",
+    "CIRCULAR_FACTORS",
+    "PART_COLOURS",
+    "colour_parts",
+    "prepare_input",
+]
 
 #: synthetic factors whose value is an angle (a hue in ``[0, 1)``): predicted as ``(cos, sin)``.
 CIRCULAR_FACTORS = ("background_hue", "clothing_hue")
@@ -65,6 +80,16 @@ def prepare_input(img: torch.Tensor, *, res: int, channels: int) -> torch.Tensor
     return img.contiguous()
 
 
+def _conv_bn_relu(cin: int, cout: int, *, stride: int = 1) -> list[nn.Module]:
+    """A 3x3 convolution (no bias: batch norm follows), batch norm and ReLU, as a list of layers."""
+    return [nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+
+
+def _stage(cin: int, cout: int, *, stride: int) -> list[nn.Module]:
+    """One stage of the backbone: a (strided) conv-BN-ReLU, then a conv-BN-ReLU at the new size."""
+    return _conv_bn_relu(cin, cout, stride=stride) + _conv_bn_relu(cout, cout)
+
+
 class Backbone(nn.Module):
     """Conv-BN-ReLU stages from ``res`` down to 4x4, then a linear layer on the flattened map.
 
@@ -84,11 +109,9 @@ class Backbone(nn.Module):
             raise ShapeError(f"res must be a power of two >= 16, got {res}")
         if len(widths) != stages + 1:
             raise ShapeError(f"need {stages + 1} widths for res {res}, got {len(widths)}")
-        layers: list[nn.Module] = [nn.Conv2d(in_channels, widths[0], 3, padding=1, bias=False),
-                                   nn.BatchNorm2d(widths[0]), nn.ReLU(inplace=True)]
+        layers = _conv_bn_relu(in_channels, widths[0])
         for cin, cout in zip(widths[:-1], widths[1:]):
-            layers += [nn.Conv2d(cin, cout, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
-                       nn.Conv2d(cout, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+            layers += _stage(cin, cout, stride=2)
         self.convs = nn.Sequential(*layers)
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(widths[-1] * 16, features)
@@ -99,13 +122,42 @@ class Backbone(nn.Module):
 
 
 class _Evaluator(nn.Module):
-    """Shared plumbing: input preparation, the backbone, ``init_kwargs`` for saving."""
+    """Shared plumbing: input size and channels, batched prediction; subclasses set ``init_kwargs``."""
 
     kind = ""
 
-    def __init__(self, *, res: int, channels: int, widths: Sequence[int], features: int, outputs: int):
+    def __init__(self, *, res: int, channels: int):
         super().__init__()
         self.res, self.channels = int(res), int(channels)
+
+    def _predict_raw(self, img: torch.Tensor, batch: int,
+                     finish: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+        """Outputs in eval mode without gradients, ``batch`` images at a time, gathered on the CPU.
+
+        ``finish`` maps each batch's raw output before it is gathered (so large per-pixel outputs
+        are reduced batch by batch, not all at once).
+        """
+        if img.ndim == 3:
+            img = img[None]
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.no_grad():
+                dev = next(self.parameters()).device
+                outs = []
+                for i in range(0, len(img), batch):
+                    out = self(img[i:i + batch].to(dev)).float()
+                    outs.append((finish(out) if finish is not None else out).cpu())
+                return torch.cat(outs)
+        finally:
+            self.train(was_training)
+
+
+class _VectorEvaluator(_Evaluator):
+    """The backbone and a linear head: one output vector per image."""
+
+    def __init__(self, *, res: int, channels: int, widths: Sequence[int], features: int, outputs: int):
+        super().__init__(res=res, channels=channels)
         self.backbone = Backbone(channels, res, widths, features)
         self.head = nn.Linear(features, outputs)
         nn.init.zeros_(self.head.weight)  # start from constant predictions: a calm first step for every loss
@@ -116,18 +168,8 @@ class _Evaluator(nn.Module):
         x = prepare_input(img, res=self.res, channels=self.channels)
         return self.head(self.backbone(x))
 
-    def _predict_raw(self, img: torch.Tensor, batch: int) -> torch.Tensor:
-        was_training = self.training
-        self.eval()
-        try:
-            with torch.no_grad():
-                dev = next(self.parameters()).device
-                return torch.cat([self(img[i:i + batch].to(dev)).float().cpu() for i in range(0, len(img), batch)])
-        finally:
-            self.train(was_training)
 
-
-class FactorRegressor(_Evaluator):
+class FactorRegressor(_VectorEvaluator):
     """Predicts every factor of the synthetic faces from an image.
 
     Args:
@@ -235,7 +277,7 @@ class FactorRegressor(_Evaluator):
         return self.decode(self._predict_raw(img, batch))
 
 
-class ExpressionClassifier(_Evaluator):
+class ExpressionClassifier(_VectorEvaluator):
     """Classifies the expression of an aligned face.
 
     Args:
@@ -269,3 +311,148 @@ class ExpressionClassifier(_Evaluator):
     def predict(self, img: torch.Tensor, *, batch: int = 256) -> list[str]:
         """The most likely class name per image."""
         return [self.classes[i] for i in self.predict_proba(img, batch=batch).argmax(1).tolist()]
+
+
+#: colours (RGB) of the part label maps, in :data:`latentshop.data.synthetic.PART_NAMES` order;
+#: labels past the end reuse them from the start.
+PART_COLOURS: tuple[tuple[int, int, int], ...] = (
+    (0, 0, 0),  # background
+    (230, 180, 140),  # skin
+    (130, 70, 30),  # hair
+    (40, 120, 255),  # eyes
+    (255, 215, 0),  # brows
+    (220, 30, 60),  # mouth
+    (0, 220, 220),  # glasses
+    (140, 50, 170),  # beard
+    (60, 180, 75),  # clothing
+)
+
+
+def colour_parts(labels: torch.Tensor) -> torch.Tensor:
+    """Part label maps as colour images, one :data:`PART_COLOURS` entry per label.
+
+    Args:
+        labels: integer labels ``(N, H, W)`` or ``(H, W)``, as :meth:`PartSegmenter.predict` gives.
+
+    Returns:
+        ``uint8`` images ``(N, H, W, 3)`` or ``(H, W, 3)``.
+
+    Example:
+        >>> colour_parts(torch.tensor([[0, 5]])).tolist()
+        [[[0, 0, 0], [220, 30, 60]]]
+    """
+    if labels.is_floating_point() or labels.is_complex() or labels.ndim not in (2, 3):
+        raise ShapeError(f"expected integer labels (N, H, W) or (H, W), got {labels.dtype} {tuple(labels.shape)}")
+    if labels.numel() and int(labels.min()) < 0:
+        raise ShapeError(f"labels must be non-negative part indices, got a minimum of {int(labels.min())}")
+    palette = torch.tensor(PART_COLOURS, dtype=torch.uint8)
+    return palette[labels.long().cpu() % len(palette)]
+
+
+class PartSegmenter(_Evaluator):
+    """Labels every pixel of a face image with a part: a small U-Net.
+
+    The encoder is the backbone's stages: a stage at full resolution, then one stride-2 stage per
+    further width. The decoder walks back up: it upsamples bilinearly, concatenates the encoder map
+    of the same size and runs a stage at that size; a 1x1 convolution at full resolution gives one
+    logit per part.
+
+    Args:
+        parts: the part names, in logit order; default :data:`latentshop.data.synthetic.PART_NAMES`,
+            whose indices are the label values of the synthetic renders' masks.
+        res: input side; a multiple of ``2 ** (len(widths) - 1)`` with at least 2 px at the deepest
+            level.
+        channels: input channels (3: the synthetic faces are in colour).
+        widths: stage widths, from full resolution down (each further one halves the resolution).
+
+    Example:
+        >>> net = PartSegmenter(res=16, widths=(4, 8))
+        >>> img = torch.zeros(2, 3, 40, 40)
+        >>> net(img).shape, net.predict(img).shape
+        (torch.Size([2, 9, 16, 16]), torch.Size([2, 40, 40]))
+        >>> net.part_masks(img, ["eyes", "brows"]).shape
+        torch.Size([2, 1, 40, 40])
+    """
+
+    kind = "part-segmenter"
+
+    def __init__(self, *, parts: Sequence[str] | None = None, res: int = 64, channels: int = 3,
+                 widths: Sequence[int] = (16, 32, 64, 96)):
+        from latentshop.data.synthetic import PART_NAMES
+
+        names = [str(p) for p in (PART_NAMES if parts is None else parts)]
+        if len(names) < 2 or len(set(names)) != len(names):
+            raise ShapeError(f"need at least two distinct part names, got {names}")
+        widths = [int(w) for w in widths]
+        if not widths or min(widths) < 1:
+            raise ShapeError(f"need one or more positive widths, got {widths}")
+        step = 2 ** (len(widths) - 1)  # total downsampling of the encoder
+        if res % step or res // step < 2:
+            raise ShapeError(f"res must be a multiple of {step} and at least {2 * step} for {len(widths)} widths, "
+                             f"got {res}; use fewer widths or a larger res")
+        super().__init__(res=res, channels=channels)
+        self.parts = names
+        self.encoder = nn.ModuleList(
+            [nn.Sequential(*_stage(channels, widths[0], stride=1))]
+            + [nn.Sequential(*_stage(cin, cout, stride=2)) for cin, cout in zip(widths[:-1], widths[1:])])
+        # decoder[k] joins level k + 1 (upsampled) with the encoder map of level k
+        self.decoder = nn.ModuleList(
+            [nn.Sequential(*_stage(deep + skip, skip, stride=1)) for skip, deep in zip(widths[:-1], widths[1:])])
+        self.head = nn.Conv2d(widths[0], len(names), 1)
+        nn.init.zeros_(self.head.weight)  # start from uniform probabilities, as the other evaluators do
+        nn.init.zeros_(self.head.bias)
+        self.init_kwargs = {"parts": self.parts, "res": self.res, "channels": self.channels, "widths": widths}
+
+    def forward(self, img: torch.Tensor) -> torch.Tensor:
+        """Logits ``(N, len(parts), res, res)`` for images ``(N, C, H, W)`` in ``[-1, 1]``."""
+        x = prepare_input(img, res=self.res, channels=self.channels)
+        skips = []
+        for stage in self.encoder:
+            x = stage(x)
+            skips.append(x)
+        x = skips.pop()
+        for stage in reversed(self.decoder):
+            skip = skips.pop()
+            up = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+            x = stage(torch.cat([up, skip], 1))  # [N, deep + skip, h, w]
+        return self.head(x)
+
+    @staticmethod
+    def _at_size(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        if tuple(logits.shape[-2:]) == size:
+            return logits
+        # antialiased when shrinking, plain bilinear when enlarging
+        return F.interpolate(logits, size=size, mode="bilinear", align_corners=False, antialias=True)
+
+    def predict_proba(self, img: torch.Tensor, *, batch: int = 64) -> torch.Tensor:
+        """Part probabilities ``(N, len(parts), H, W)`` at the input's size, on the CPU.
+
+        Args:
+            img: ``(N, C, H, W)`` in ``[-1, 1]``, any size (logits are resampled back to ``H x W``).
+            batch: images per forward pass.
+        """
+        size = tuple(img.shape[-2:])
+        return self._predict_raw(img, batch, lambda out: self._at_size(out, size).softmax(1))
+
+    def predict(self, img: torch.Tensor, *, batch: int = 64) -> torch.Tensor:
+        """The most likely part per pixel: ``int64`` labels ``(N, H, W)`` indexing :attr:`parts`."""
+        size = tuple(img.shape[-2:])
+        return self._predict_raw(img, batch, lambda out: self._at_size(out, size).argmax(1))
+
+    def part_masks(self, img: torch.Tensor, parts: Sequence[str], *, batch: int = 64) -> torch.Tensor:
+        """Where the named parts are: the union of their predicted regions.
+
+        Args:
+            img: ``(N, C, H, W)`` in ``[-1, 1]``.
+            parts: part names (a single name is taken as a list of one; an empty list gives empty masks).
+            batch: images per forward pass.
+
+        Returns:
+            ``(N, 1, H, W)`` float32 masks, 1 inside the union and 0 elsewhere.
+        """
+        names = [parts] if isinstance(parts, str) else list(parts)
+        unknown = [p for p in names if p not in self.parts]
+        if unknown:
+            raise ConfigError(f"unknown part name(s) {unknown}; this segmenter knows {self.parts}")
+        idx = torch.tensor([self.parts.index(p) for p in names], dtype=torch.long)
+        return torch.isin(self.predict(img, batch=batch), idx).unsqueeze(1).float()
