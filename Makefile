@@ -1,14 +1,18 @@
 # latentshop — set-up and the two everyday jobs.
-#   make demo [MODEL=checkpoint]         install, then render 8 images (default: the bundled 'default' model)
-#   make test                            install, then run the test suite
+#   make demo [PHOTO=face.jpg EDIT=smile=+2]   install, then the whole job on a photo with the bundled 'default'
+#                                               model: align, invert, edit, write before/after to out/demo/
+#   make generate [MODEL=checkpoint]           install, then render 8 images from any StyleGAN2 checkpoint
+#   make test                                  install, then run the test suite
 VENV ?= .venv
 PYTHON ?= python3
 TORCH_SPEC ?= torch==2.13.0
 MODEL ?= default
+PHOTO ?= examples/face.jpg
+EDIT ?= smile=+2
 OUT ?= out/demo
 BIN := $(VENV)/bin
 
-.PHONY: install demo test bench clean
+.PHONY: install demo generate test bench clean
 
 install: $(VENV)/.installed
 
@@ -19,8 +23,11 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: install
+	$(BIN)/latentshop edit "$(PHOTO)" --model default --align --paste-back --edit "$(EDIT)" --sweep smile=-3:3:7 --outdir "$(OUT)"
+
+generate: install
 	$(BIN)/latentshop info "$(MODEL)"
-	$(BIN)/latentshop generate --model "$(MODEL)" --seeds 0-7 --trunc 0.7 --outdir "$(OUT)"
+	$(BIN)/latentshop generate --model "$(MODEL)" --seeds 0-7 --trunc 0.7 --outdir out/generate
 
 test: install
 	$(BIN)/python -m pytest

@@ -138,3 +138,18 @@ def test_evaluators_are_shipped():
 
     assert isinstance(latentshop.load_evaluator("synthetic"), FactorRegressor)
     assert isinstance(latentshop.load_evaluator("expression"), ExpressionClassifier)
+
+
+def test_shipped_part_segmenter_finds_the_parts_of_held_out_renders():
+    from latentshop.data.synthetic import PART_NAMES, render_batch
+    from latentshop.models.evaluators import PartSegmenter
+    from latentshop.training.evaluators import part_scores
+
+    assert "parts" in list_evaluators()
+    seg = load_evaluator("parts")
+    assert isinstance(seg, PartSegmenter) and list(seg.parts) == list(PART_NAMES)
+    images, _, masks = render_batch(range(1_600_000, 1_600_040), res=64, domain="photo")
+    img = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1
+    scores = part_scores(seg.predict(img), torch.from_numpy(masks).long(), seg.parts)
+    assert scores["pixel_accuracy"] > 0.9
+    assert scores["iou"]["mouth"] > 0.5 and scores["iou"]["hair"] > 0.7

@@ -129,6 +129,8 @@ class EditCatalog:
             return ChannelSet(generator_fingerprint(G), {}, self._std).channel_edit(m.group(1), int(m.group(2)), strength)
         if name.startswith("stylespace:"):
             attr = name.split(":", 1)[1]
+            for d in self.directions:  # the same aliases as the directions (smile -> happiness)
+                attr = d.aliases.get(attr, attr)
             for c in self.channels:
                 if attr in c.attributes:
                     if layers:

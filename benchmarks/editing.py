@@ -1,0 +1,459 @@
+"""Edit benchmark: does each method move its attribute, and nothing else?
+
+    python benchmarks/editing.py synthetic     # `synthetic` model, every factor, every method
+    python benchmarks/editing.py real          # `default` model, expression classes (smile = happiness)
+    python benchmarks/editing.py all
+
+Synthetic side: for every attribute the shipped factor regressor scores, on two sets of held-out
+faces — generated samples (seeds apart from those the directions were fitted on) and inverted test
+renders (held-out seeds, ``w+`` inversion with its default recipe) — each method's edit is rendered
+at ``-s`` and ``+s`` and measured with :func:`latentshop.metrics.edits.edit_effect`:
+
+- ``interfacegan`` — the shipped SVM normal; ``interfacegan|keep`` — conditioned on every other
+  attribute (InterFaceGAN's conditional manipulation);
+- ``ganspace`` / ``sefa`` — the component, layer group (all, coarse, middle, fine) and sign that
+  raise the attribute most on a separate calibration set of samples ("matched to the attribute");
+- ``stylespace`` — the attribute's best shipped StyleSpace channel.
+
+Directions are pushed ``s = 2`` standard deviations of ``w`` along them, channels ``5`` of their own
+spread (one channel moves less than a whole direction; the ratios below do not depend on it).
+Reported per attribute and method: target change per unit (fraction of the attribute's range),
+leakage (mean absolute change of every other attribute, same units), selectivity (leakage per unit
+of target change: lower is better), and the mean pixel change outside the attribute's part (part
+segmenter on the renders, dilated 2 px) per unit of target change. The winner of an attribute is
+the method with the lowest selectivity among those that move it by at least 0.02 of its range per
+unit.
+
+Real side: the ``default`` model's expression directions on generated samples and inverted lfw-faces
+test photos, with the expression classifier's probabilities as the attributes and dlib identity
+similarity between the unedited and the edited face (``+s``) instead of a part mask.
+
+Writes ``benchmarks/results/editing.json`` and ``.md``, ``docs/editing-benchmark.md``,
+``docs/images/editing-selectivity.png`` and sweep sheets ``docs/images/edit-sweep-*.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+DOCS = ROOT / "docs"
+SHARED = ROOT.parent / "shared"
+sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from latentshop import load_evaluator, load_generator  # noqa: E402
+from latentshop.data.images import atomic_write_bytes, make_grid, save_image, to_uint8  # noqa: E402
+from latentshop.editing import Edit, edit, sample_ws  # noqa: E402
+from latentshop.editing.catalog import load_catalog  # noqa: E402
+from latentshop.editing.directions import DirectionSet, attribute_scores  # noqa: E402
+from latentshop.editing.edits import layer_groups  # noqa: E402
+from latentshop.latents import Latent, synthesize  # noqa: E402
+from latentshop.metrics.edits import dilate, edit_effect  # noqa: E402
+
+SEED_SAMPLES = 2026  # generated faces: torch seed of their z (the directions were fitted on seed 0)
+SEED_CALIBRATION = 77  # samples that choose GANSpace / SeFa components
+SEED_RENDERS = 1_300_000  # held-out synthetic renders that are inverted (>= the held-out seeds)
+DIRECTION_STRENGTH = 2.0
+CHANNEL_STRENGTH = 5.0
+MIN_TARGET = 0.02  # a method must move the attribute by this share of its range per unit to win
+METHODS = ("interfacegan", "interfacegan|keep", "ganspace", "sefa", "stylespace")
+
+#: Where each synthetic attribute lives (PART_NAMES of the renderer); None: everywhere (no pixel measure).
+SYNTHETIC_PARTS: dict[str, tuple[str, ...] | None] = {
+    "smile": ("mouth",), "eye_open": ("eyes",), "eye_size": ("eyes",), "brow": ("brows",),
+    "face_width": ("skin", "background"), "skin_tone": ("skin",), "hair_colour": ("hair", "brows", "beard"),
+    "hair_length": ("hair", "background", "clothing"), "glasses": ("glasses", "eyes"), "beard": ("beard", "skin"),
+    "age": ("skin",), "yaw": None, "light": None, "background_hue:cos": ("background",), "clothing_hue:cos": ("clothing",),
+}
+
+
+def _group(name: str) -> str:
+    return name.split(":")[0]
+
+
+def _ranges_synthetic() -> dict[str, float]:
+    from latentshop.data.synthetic import FACTORS
+
+    out = {}
+    for name, fac in FACTORS.items():
+        if fac.kind == "float":
+            out[name] = fac.high - fac.low
+    for hue in ("background_hue", "clothing_hue"):
+        out.pop(hue, None)
+        out[f"{hue}:cos"] = out[f"{hue}:sin"] = 2.0
+    out["glasses"] = 1.0
+    return out
+
+
+def _scores(ev: torch.nn.Module, img: torch.Tensor, keys: list[str]) -> dict[str, torch.Tensor]:
+    s, _ = attribute_scores(ev, img)
+    return {k: s[k] for k in keys}
+
+
+def _render(G: torch.nn.Module, lat: Latent, batch: int = 128) -> torch.Tensor:
+    return torch.cat([synthesize(G, lat[i:i + batch]) for i in range(0, len(lat), batch)])
+
+
+def match_component(G: torch.nn.Module, dirs: DirectionSet, ev: torch.nn.Module, calib: Latent, keys: list[str],
+                    ranges: dict[str, float], *, strength: float) -> dict[str, tuple[str, str, int, float]]:
+    """For every attribute, the (component, layer group, sign) of ``dirs`` that raises it most on ``calib``."""
+    groups = {k: v for k, v in layer_groups(G).items() if v}
+    best: dict[str, tuple[str, str, int, float]] = {}
+    for name in dirs.names:
+        for gname, layers in groups.items():
+            plus = _scores(ev, _render(G, edit(G, calib, [dirs.get(name, strength, layers=layers)])), keys)
+            minus = _scores(ev, _render(G, edit(G, calib, [dirs.get(name, -strength, layers=layers)])), keys)
+            for k in keys:
+                change = float((plus[k] - minus[k]).mean()) / (2 * strength) / ranges[k]
+                if k not in best or abs(change) > abs(best[k][3]):
+                    best[k] = (name, gname, 1 if change >= 0 else -1, change)
+    return best
+
+
+def _method_edits(G: torch.nn.Module, catalog: Any, attr: str, keys: list[str], matched: dict[str, dict]) -> dict[str, Callable[[float], Edit] | None]:
+    """``{method: strength -> Edit}`` for one attribute (``None`` where the method has nothing for it)."""
+    ifg = next((d for d in catalog.directions if d.method == "interfacegan"), None)
+    out: dict[str, Callable[[float], Edit] | None] = {m: None for m in METHODS}
+    if ifg is not None and attr in ifg:
+        out["interfacegan"] = lambda s: ifg.get(attr, s)
+        keep = [k for k in ifg.names if _group(k) != _group(attr) and k in keys]
+        out["interfacegan|keep"] = lambda s: ifg.get(attr, s, keep=keep)
+    for method in ("ganspace", "sefa"):
+        d = next((d for d in catalog.directions if d.method == method), None)
+        if d is not None and attr in matched.get(method, {}):
+            name, gname, sign, _ = matched[method][attr]
+            layers = layer_groups(G)[gname]
+            out[method] = lambda s, d=d, name=name, layers=layers, sign=sign: d.get(name, sign * s, layers=layers)
+    for c in catalog.channels:
+        if c.attributes.get(attr):
+            out["stylespace"] = lambda s, c=c: c.get(attr, s)
+    return out
+
+
+def _strength(method: str) -> float:
+    return CHANNEL_STRENGTH if method == "stylespace" else DIRECTION_STRENGTH
+
+
+def measure_set(G: torch.nn.Module, catalog: Any, ev: torch.nn.Module, lat: Latent, attrs: list[str], keys: list[str],
+                ranges: dict[str, float], matched: dict[str, dict], *, regions: Callable[[list[torch.Tensor], str], torch.Tensor | None],
+                extra: Callable[[torch.Tensor, torch.Tensor], dict[str, float]] | None = None) -> list[dict[str, Any]]:
+    rows = []
+    base = _render(G, lat)
+    for attr in attrs:
+        for method, make in _method_edits(G, catalog, attr, keys, matched).items():
+            if make is None:
+                continue
+            s = _strength(method)
+            plus, minus = _render(G, edit(G, lat, [make(s)])), _render(G, edit(G, lat, [make(-s)]))
+            sp, sm = _scores(ev, plus, keys), _scores(ev, minus, keys)
+            others = {k: v for k, v in sp.items() if _group(k) != _group(attr) or k == attr}
+            m = edit_effect(minus, plus, {k: sm[k] for k in others}, others, target=attr, strength=s, ranges=ranges,
+                            region=regions([base, plus, minus], attr))
+            row = {"attribute": attr, "method": method, "strength": s, **{k: v for k, v in m.items() if k != "per_attribute"},
+                   "per_attribute": m["per_attribute"]}
+            if method in ("ganspace", "sefa"):
+                name, gname, sign, _ = matched[method][attr]
+                row["component"] = f"{'-' if sign < 0 else '+'}{name}@{gname}"
+            if extra is not None:
+                row.update(extra(base, plus))
+            rows.append(row)
+    return rows
+
+
+def winners(rows: list[dict[str, Any]]) -> dict[str, str | None]:
+    out: dict[str, str | None] = {}
+    for attr in dict.fromkeys(r["attribute"] for r in rows):
+        ok = [r for r in rows if r["attribute"] == attr and r["target_change"] >= MIN_TARGET]
+        out[attr] = min(ok, key=lambda r: r["selectivity"])["method"] if ok else None
+    return out
+
+
+# ---- synthetic ----------------------------------------------------------------------------------
+def synthetic_inverted(G: torch.nn.Module, n: int, steps: int | None) -> Latent:
+    from latentshop.data.synthetic import render_batch
+    from latentshop.inversion import invert
+
+    data, _, _ = render_batch(range(SEED_RENDERS, SEED_RENDERS + n), res=G.img_resolution, domain="photo")
+    targets = torch.from_numpy(data).permute(0, 3, 1, 2).float().div(127.5).sub(1)
+    return invert(G, targets, method="w+", steps=steps)
+
+
+def bench_synthetic(n_samples: int, n_inverted: int, n_calib: int, *, inv_steps: int | None = None,
+                    attrs: list[str] | None = None, model: str = "synthetic") -> dict[str, Any]:
+    from latentshop.checkpoints.evaluators import list_evaluators
+    from latentshop.data.synthetic import PART_NAMES
+
+    G = load_generator(model)
+    ev = load_evaluator("synthetic")
+    seg = load_evaluator("parts") if "parts" in list_evaluators() else None
+    catalog = load_catalog(G, model)
+    ranges = _ranges_synthetic()
+    keys = list(ranges)
+    attrs = attrs or [a for a in SYNTHETIC_PARTS if a in keys]
+
+    def regions(images: list[torch.Tensor], attr: str) -> torch.Tensor | None:
+        parts = SYNTHETIC_PARTS.get(attr)
+        if seg is None or parts is None:
+            return None
+        idx = [PART_NAMES.index(p) for p in parts]
+        masks = [torch.isin(seg.predict(img), torch.tensor(idx)).float().unsqueeze(1) for img in images]
+        return dilate(torch.stack(masks).amax(0), 2)
+
+    t0 = time.perf_counter()
+    calib = Latent.from_ws(G, sample_ws(G, n_calib, seed=SEED_CALIBRATION))
+    matched = {}
+    for d in catalog.directions:
+        if d.method in ("ganspace", "sefa"):
+            print(f"[synthetic] matching {d.method} components ...", flush=True)
+            matched[d.method] = match_component(G, d, ev, calib, keys, ranges, strength=DIRECTION_STRENGTH)
+    sets = {"generated": Latent.from_ws(G, sample_ws(G, n_samples, seed=SEED_SAMPLES))}
+    if n_inverted:
+        print(f"[synthetic] inverting {n_inverted} held-out renders ...", flush=True)
+        sets["inverted"] = synthetic_inverted(G, n_inverted, inv_steps)
+    out: dict[str, Any] = {"model": model, "segmenter": seg is not None, "attributes": attrs, "sets": {}}
+    for set_name, lat in sets.items():
+        print(f"[synthetic] measuring on {set_name} ({len(lat)} faces) ...", flush=True)
+        rows = measure_set(G, catalog, ev, lat, attrs, keys, ranges, matched, regions=regions)
+        out["sets"][set_name] = {"images": len(lat), "rows": rows, "winners": winners(rows)}
+    out["seconds"] = time.perf_counter() - t0
+    out["_G"], out["_catalog"], out["_matched"] = G, catalog, matched
+    return out
+
+
+# ---- real ---------------------------------------------------------------------------------------
+def bench_real(n_samples: int, n_inverted: int, n_calib: int, *, inv_steps: int | None = None, model: str = "default") -> dict[str, Any]:
+    from latentshop.data.dataset import load_image
+    from latentshop.inversion import invert
+    from latentshop.metrics.identity import identity_similarities
+
+    G = load_generator(model)
+    ev = load_evaluator("expression")
+    catalog = load_catalog(G, model)
+    keys = list(ev.classes)
+    ranges = {k: 1.0 for k in keys}
+    ifg = next((d for d in catalog.directions if d.method == "interfacegan"), None)
+    attrs = [a for a in keys if ifg is not None and a in ifg and ifg.meta.get("stats", {}).get(a, {}).get("val_accuracy", 0) >= 0.75]
+
+    def identity(before: torch.Tensor, after: torch.Tensor) -> dict[str, float]:
+        return {"identity": float(np.nanmean(identity_similarities(before, after, aligned=True)))}
+
+    t0 = time.perf_counter()
+    calib = Latent.from_ws(G, sample_ws(G, n_calib, seed=SEED_CALIBRATION))
+    matched = {d.method: match_component(G, d, ev, calib, keys, ranges, strength=DIRECTION_STRENGTH)
+               for d in catalog.directions if d.method in ("ganspace", "sefa")}
+    sets = {"generated": Latent.from_ws(G, sample_ws(G, n_samples, seed=SEED_SAMPLES))}
+    lfw = SHARED / "data" / "lfw-faces"
+    if n_inverted and lfw.is_dir():
+        rows = [json.loads(line) for line in (lfw / "labels.jsonl").read_text().splitlines() if line.strip()]
+        files = sorted(r["file"] for r in rows if r["split"] == "test")[:n_inverted]
+        targets = torch.stack([load_image(lfw / f, res=G.img_resolution, channels=G.img_channels) for f in files])
+        print(f"[real] inverting {len(files)} lfw-faces test photos ...", flush=True)
+        sets["inverted"] = invert(G, targets, method="w+", steps=inv_steps)
+    out: dict[str, Any] = {"model": model, "attributes": attrs, "sets": {}}
+    for set_name, lat in sets.items():
+        print(f"[real] measuring on {set_name} ({len(lat)} faces) ...", flush=True)
+        rows = measure_set(G, catalog, ev, lat, attrs, keys, ranges, matched, regions=lambda imgs, a: None, extra=identity)
+        out["sets"][set_name] = {"images": len(lat), "rows": rows, "winners": winners(rows)}
+    out["seconds"] = time.perf_counter() - t0
+    out["_G"], out["_catalog"], out["_matched"] = G, catalog, matched
+    return out
+
+
+# ---- reporting ----------------------------------------------------------------------------------
+def _fmt(v: Any, spec: str) -> str:
+    if v is None or (isinstance(v, float) and (math.isnan(v) or math.isinf(v))):
+        return "–"
+    return spec.format(v)
+
+
+def _table(rows: list[dict[str, Any]], win: dict[str, str | None], *, pixel: bool, identity: bool) -> str:
+    cols = ["attribute", "method", "target / unit", "leakage / unit", "selectivity"]
+    if pixel:
+        cols += ["outside px / unit", "outside px / target"]
+    if identity:
+        cols += ["identity"]
+    md = "| " + " | ".join(cols) + " |\n|" + "|".join("---" for _ in cols) + "|\n"
+    for r in rows:
+        method = r["method"] + (f" ({r['component']})" if r.get("component") else "")
+        if win.get(r["attribute"]) == r["method"]:
+            method = f"**{method}**"
+        cells = [r["attribute"], method, _fmt(r["target_change"], "{:+.3f}"), _fmt(r["leakage"], "{:.3f}"), _fmt(r["selectivity"], "{:.2f}")]
+        if pixel:
+            cells += [_fmt(r.get("outside_change"), "{:.2f}"), _fmt(r.get("outside_per_target"), "{:.1f}")]
+        if identity:
+            cells += [_fmt(r.get("identity"), "{:.3f}")]
+        md += "| " + " | ".join(cells) + " |\n"
+    return md
+
+
+def _method_summary(rows: list[dict[str, Any]], win: dict[str, str | None]) -> str:
+    md = "| method | attributes moved (≥ 0.02 / unit) | median selectivity | median outside px / target | wins |\n|---|---|---|---|---|\n"
+    for m in METHODS:
+        rs = [r for r in rows if r["method"] == m]
+        if not rs:
+            continue
+        moved = [r for r in rs if r["target_change"] >= MIN_TARGET]
+        sel = float(np.median([r["selectivity"] for r in moved])) if moved else float("nan")
+        outs = [r["outside_per_target"] for r in moved if r.get("outside_per_target") is not None]
+        md += (f"| {m} | {len(moved)} / {len(rs)} | {_fmt(sel, '{:.2f}')} | {_fmt(float(np.median(outs)) if outs else None, '{:.1f}')} | "
+               f"{sum(1 for w in win.values() if w == m)} |\n")
+    return md
+
+
+def sweep_sheets(part: dict[str, Any], attrs: list[str], prefix: str, docs: Path, keys: list[str]) -> list[str]:
+    """One sheet per attribute: a row per method, strengths -3..3 (x 2.5 for channels), one sample."""
+    G, catalog, matched = part["_G"], part["_catalog"], part["_matched"]
+    lat = Latent.from_ws(G, sample_ws(G, 1, seed=SEED_SAMPLES + 1))
+    names = []
+    for attr in attrs:
+        rows, labels = [], []
+        for method, make in _method_edits(G, catalog, attr, keys, matched).items():
+            if make is None:
+                continue
+            k = 2.5 if method == "stylespace" else 1.0
+            frames = [to_uint8(synthesize(G, edit(G, lat, [make(k * s)])))[0] for s in np.linspace(-3, 3, 7)]
+            rows.extend(frames)
+            labels.append(method)
+        if not rows:
+            continue
+        path = docs / "images" / f"edit-sweep-{prefix}-{attr.replace(':', '_')}.png"
+        save_image(make_grid(np.stack(rows), cols=7, pad=1), path)
+        names.append((attr, path.name, labels))
+    return names
+
+
+def selectivity_plot(result: dict[str, Any], path: Path) -> str | None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    parts = [(f"{side} / {name}", s) for side in ("synthetic", "real") if side in result for name, s in result[side]["sets"].items()]
+    fig, axes = plt.subplots(len(parts), 1, figsize=(11, 3.2 * len(parts)), squeeze=False)
+    for ax, (title, s) in zip(axes[:, 0], parts):
+        attrs = list(dict.fromkeys(r["attribute"] for r in s["rows"]))
+        width = 0.16
+        for j, m in enumerate(METHODS):
+            ys = []
+            for a in attrs:
+                r = next((r for r in s["rows"] if r["attribute"] == a and r["method"] == m), None)
+                ys.append(r["selectivity"] if r is not None and r["target_change"] >= MIN_TARGET else np.nan)
+            ax.bar(np.arange(len(attrs)) + (j - 2) * width, ys, width, label=m)
+        ax.set_xticks(np.arange(len(attrs)))
+        ax.set_xticklabels(attrs, rotation=30, ha="right", fontsize=8)
+        ax.set_yscale("log")
+        ax.set_ylabel("leakage per unit target (log)")
+        ax.set_title(title)
+        ax.grid(alpha=0.3, axis="y")
+    axes[0, 0].legend(fontsize=7, ncol=5)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.stem + ".tmp.png")
+    fig.savefig(tmp, dpi=80)
+    plt.close(fig)
+    tmp.replace(path)
+    return path.name
+
+
+def write_reports(result: dict[str, Any], out_dir: Path, docs: Path | None) -> None:
+    from inversion import machine_info  # noqa: F401 - recorded by main()
+
+    def clean(obj: Any) -> Any:
+        if isinstance(obj, dict):
+            return {k: clean(v) for k, v in obj.items() if not str(k).startswith("_")}
+        if isinstance(obj, list):
+            return [clean(v) for v in obj]
+        if isinstance(obj, float) and (math.isnan(obj) or math.isinf(obj)):
+            return None
+        return obj
+
+    atomic_write_bytes(out_dir / "editing.json", (json.dumps(clean(result), indent=1) + "\n").encode())
+    m = result["machine"]
+    md = ["# Edit benchmark\n\n",
+          f"Machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']}, {m['date']}. Reproduce: `python benchmarks/editing.py all`. "
+          f"Directions are pushed ±{DIRECTION_STRENGTH:g} standard deviations of w along them, StyleSpace channels ±{CHANNEL_STRENGTH:g} of "
+          "their own spread; *target* is the attribute's change per unit of strength (share of its range), *leakage* the mean "
+          "absolute change of every other attribute (same units), *selectivity* = leakage / target (lower is better). "
+          f"Bold: the attribute's winner (lowest selectivity among methods moving it ≥ {MIN_TARGET} / unit).\n"]
+    for side, title in (("synthetic", "Synthetic faces (`synthetic` model, factor regressor)"), ("real", "Real faces (`default` model, expression classifier)")):
+        if side not in result:
+            continue
+        part = result[side]
+        md.append(f"\n## {title}\n")
+        if side == "synthetic":
+            md.append("\n*outside px*: mean absolute pixel change (8-bit levels) outside the attribute's part (part segmenter, "
+                      "dilated 2 px), per unit of strength and per unit of target change. yaw and light change the whole face: no part.\n"
+                      if part.get("segmenter") else "\nThe part segmenter is not installed: no pixel measure.\n")
+        else:
+            md.append("\n*identity*: dlib face-descriptor cosine between the unedited and the edited (+strength) face.\n")
+        for set_name, s in part["sets"].items():
+            md.append(f"\n### {set_name} ({s['images']} faces)\n\n")
+            md.append(_method_summary(s["rows"], s["winners"]) + "\n")
+            md.append(_table(s["rows"], s["winners"], pixel=side == "synthetic" and part.get("segmenter"), identity=side == "real"))
+    text = "".join(md)
+    atomic_write_bytes(out_dir / "editing.md", text.encode())
+    if docs is None:
+        return
+    extra = []
+    plot = selectivity_plot(result, docs / "images" / "editing-selectivity.png")
+    if plot:
+        extra.append(f"\n![selectivity per attribute and method](images/{plot})\n")
+    if "synthetic" in result and "_G" in result["synthetic"]:
+        sheets = sweep_sheets(result["synthetic"], ["smile", "age", "hair_length", "glasses"], "synthetic", docs,
+                              list(_ranges_synthetic()))
+        for attr, name, labels in sheets:
+            extra.append(f"\n**{attr}** (rows: {', '.join(labels)}; strength -3 … +3):\n\n![{attr} sweep](images/{name})\n")
+    if "real" in result and "_G" in result["real"]:
+        sheets = sweep_sheets(result["real"], ["happiness"], "default", docs, list(result["real"]["_catalog"].directions[0].names))
+        for attr, name, labels in sheets:
+            extra.append(f"\n**{attr}** on the real-face model (rows: {', '.join(labels)}):\n\n![{attr} sweep](images/{name})\n")
+    atomic_write_bytes(docs / "editing-benchmark.md", (text + "".join(extra)).encode())
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    from inversion import machine_info
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("which", choices=["synthetic", "real", "all"])
+    ap.add_argument("--n-samples", type=int, default=64, help="generated faces per side")
+    ap.add_argument("--n-inverted", type=int, default=24, help="inverted held-out faces per side")
+    ap.add_argument("--n-calib", type=int, default=32, help="samples that match GANSpace / SeFa components")
+    ap.add_argument("--inv-steps", type=int, default=None, help="inversion steps (default: the w+ recipe)")
+    ap.add_argument("--attributes", default=None, help="synthetic: comma-separated subset")
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--out-dir", type=Path, default=RESULTS)
+    ap.add_argument("--no-docs", action="store_true")
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    result: dict[str, Any] = {"machine": machine_info()}
+    previous = args.out_dir / "editing.json"
+    if previous.exists() and args.which != "all":
+        old = json.loads(previous.read_text())
+        for key in ("synthetic", "real"):
+            if key in old and key != args.which:
+                result[key] = old[key]
+    attrs = args.attributes.split(",") if args.attributes else None
+    if args.which in ("synthetic", "all"):
+        result["synthetic"] = bench_synthetic(args.n_samples, args.n_inverted, args.n_calib, inv_steps=args.inv_steps, attrs=attrs)
+    if args.which in ("real", "all"):
+        result["real"] = bench_real(args.n_samples, args.n_inverted, args.n_calib, inv_steps=args.inv_steps)
+    write_reports(result, args.out_dir, None if args.no_docs else DOCS)
+    return result
+
+
+if __name__ == "__main__":
+    main()
