@@ -58,6 +58,7 @@ from latentshop.editing import Edit, edit, sample_ws  # noqa: E402
 from latentshop.editing.catalog import load_catalog  # noqa: E402
 from latentshop.editing.directions import DirectionSet, attribute_scores  # noqa: E402
 from latentshop.editing.edits import layer_groups  # noqa: E402
+from latentshop.editing.stylespace import SYNTHETIC_FACTOR_PARTS  # noqa: E402
 from latentshop.latents import Latent, synthesize  # noqa: E402
 from latentshop.metrics.edits import dilate, edit_effect  # noqa: E402
 
@@ -69,13 +70,8 @@ CHANNEL_STRENGTH = 5.0
 MIN_TARGET = 0.02  # a method must move the attribute by this share of its range per unit to win
 METHODS = ("interfacegan", "interfacegan|keep", "ganspace", "sefa", "stylespace")
 
-#: Where each synthetic attribute lives (PART_NAMES of the renderer); None: everywhere (no pixel measure).
-SYNTHETIC_PARTS: dict[str, tuple[str, ...] | None] = {
-    "smile": ("mouth",), "eye_open": ("eyes",), "eye_size": ("eyes",), "brow": ("brows",),
-    "face_width": ("skin", "background"), "skin_tone": ("skin",), "hair_colour": ("hair", "brows", "beard"),
-    "hair_length": ("hair", "background", "clothing"), "glasses": ("glasses", "eyes"), "beard": ("beard", "skin"),
-    "age": ("skin",), "yaw": None, "light": None, "background_hue:cos": ("background",), "clothing_hue:cos": ("clothing",),
-}
+#: The attributes measured on the synthetic side, and where each lives (None: everywhere, no pixel measure).
+SYNTHETIC_PARTS = {k: v for k, v in SYNTHETIC_FACTOR_PARTS.items() if not k.endswith(":sin")}
 
 
 def _group(name: str) -> str:
@@ -328,7 +324,8 @@ def sweep_sheets(part: dict[str, Any], attrs: list[str], prefix: str, docs: Path
         if not rows:
             continue
         path = docs / "images" / f"edit-sweep-{prefix}-{attr.replace(':', '_')}.png"
-        save_image(make_grid(np.stack(rows), cols=7, pad=1), path)
+        big = np.stack(rows).repeat(2, axis=1).repeat(2, axis=2)  # 2x nearest: 64-px faces are small on a page
+        save_image(make_grid(big, cols=7, pad=2), path)
         names.append((attr, path.name, labels))
     return names
 
@@ -369,8 +366,6 @@ def selectivity_plot(result: dict[str, Any], path: Path) -> str | None:
 
 
 def write_reports(result: dict[str, Any], out_dir: Path, docs: Path | None) -> None:
-    from inversion import machine_info  # noqa: F401 - recorded by main()
-
     def clean(obj: Any) -> Any:
         if isinstance(obj, dict):
             return {k: clean(v) for k, v in obj.items() if not str(k).startswith("_")}
@@ -380,7 +375,6 @@ def write_reports(result: dict[str, Any], out_dir: Path, docs: Path | None) -> N
             return None
         return obj
 
-    atomic_write_bytes(out_dir / "editing.json", (json.dumps(clean(result), indent=1) + "\n").encode())
     m = result["machine"]
     md = ["# Edit benchmark\n\n",
           f"Machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']}, {m['date']}. Reproduce: `python benchmarks/editing.py all`. "
@@ -406,6 +400,7 @@ def write_reports(result: dict[str, Any], out_dir: Path, docs: Path | None) -> N
     text = "".join(md)
     atomic_write_bytes(out_dir / "editing.md", text.encode())
     if docs is None:
+        atomic_write_bytes(out_dir / "editing.json", (json.dumps(clean(result), indent=1) + "\n").encode())
         return
     extra = []
     plot = selectivity_plot(result, docs / "images" / "editing-selectivity.png")
@@ -418,9 +413,11 @@ def write_reports(result: dict[str, Any], out_dir: Path, docs: Path | None) -> N
             extra.append(f"\n**{attr}** (rows: {', '.join(labels)}; strength -3 … +3):\n\n![{attr} sweep](images/{name})\n")
     if "real" in result and "_G" in result["real"]:
         sheets = sweep_sheets(result["real"], ["happiness"], "default", docs, list(result["real"]["_catalog"].directions[0].names))
-        for attr, name, labels in sheets:
-            extra.append(f"\n**{attr}** on the real-face model (rows: {', '.join(labels)}):\n\n![{attr} sweep](images/{name})\n")
+        result["real"]["sheets"] = [[attr, name, labels] for attr, name, labels in sheets]
+    for attr, name, labels in result.get("real", {}).get("sheets", []):  # kept from an earlier run when only one side ran
+        extra.append(f"\n**{attr}** on the real-face model (rows: {', '.join(labels)}):\n\n![{attr} sweep](images/{name})\n")
     atomic_write_bytes(docs / "editing-benchmark.md", (text + "".join(extra)).encode())
+    atomic_write_bytes(out_dir / "editing.json", (json.dumps(clean(result), indent=1) + "\n").encode())
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

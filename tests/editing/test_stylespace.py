@@ -95,3 +95,12 @@ def test_channel_set_errors(G):
                  lambda: cs.channel_edit("b4.conv1", 999, 1.0), lambda: cs.channel_edit("nope", 0, 1.0)):
         with pytest.raises(EditError):
             call()
+
+
+def test_parts_favour_channels_that_act_inside_them(G, halves, found):
+    local = find_channels(G, BrightnessEvaluator().eval(), ["bright"], n=600, positives=30, candidates=8, top=4,
+                          verify_samples=16, part_masks=halves, parts={"bright": ["left"]}, locality_samples=4)
+    assert local.meta["parts"] == {"bright": ["left"]}
+    share = lambda cs: sum(c.locality["left"] * c.effect for c in cs.attributes["bright"])  # noqa: E731
+    assert share(local) >= share(found) - 1e-6
+    assert all(c.effect > 0 for c in local.attributes["bright"])

@@ -253,14 +253,18 @@ def stylespace_find(
     n: int = typer.Option(5000, min=100, help="Samples scored to find the positive examples."),
     candidates: int = typer.Option(30, min=1, help="Channels per attribute measured by pushing them."),
     parts: bool = typer.Option(True, "--parts/--no-parts", help="Measure each channel's locality with the part segmenter (synthetic faces)."),
+    part: Optional[list[str]] = typer.Option(None, "--part", help="Part(s) the attribute lives in, e.g. mouth (default: the synthetic factors' own)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the channels as an edit file (.npz)."),
     seed: int = typer.Option(0, help="Seed of the samples."),
     device: str = typer.Option("auto", help="'auto', 'cpu', 'cuda' or 'cuda:N'."),
 ) -> None:
     """List the StyleSpace channels that control an attribute, with their measured effect.
 
-    Effect: change of the evaluator's score per +1 standard deviation of the channel; leakage: the
-    mean change of every other attribute; locality: share of the pixel change in the main part.
+    Candidates come from the StyleSpace paper's two detections: channels whose codes differ most
+    on the evaluator's most positive samples, and (synthetic faces) channels whose pixel change
+    falls most inside the attribute's part. Effect: change of the evaluator's score per +1
+    standard deviation of the channel; leakage: the mean change of every other attribute;
+    locality: share of the pixel change in the attribute's part (or the main part).
 
     Examples:
 
@@ -278,17 +282,32 @@ def stylespace_find(
     ev = load_evaluator(ev_name, device=device)
     attrs = [_evaluator_attribute(ev, a) for a in attribute]
     masks_fn = _part_masks_fn(G) if parts else None
+    where = None
+    if masks_fn is not None:
+        from latentshop.editing.stylespace import SYNTHETIC_FACTOR_PARTS
+
+        where = {a: SYNTHETIC_FACTOR_PARTS.get(a) for a in attrs}
+        if part:
+            where = {a: tuple(part) for a in attrs}
+    elif part:
+        raise ConfigError("--part needs the part segmenter, which applies to colour models (synthetic faces)")
     with progress() as bar:
-        task = bar.add_task("measuring channels", total=len(attrs) * candidates)
-        found = find_channels(G, ev, attrs, n=n, candidates=candidates, top=top, seed=seed, part_masks=masks_fn,
-                              progress=lambda _a, done, total: bar.update(task, completed=done, total=total), model=model)
+        task = bar.add_task("measuring channels", total=None)
+        found = find_channels(G, ev, attrs, n=n, candidates=candidates, top=top, seed=seed, part_masks=masks_fn, parts=where,
+                              progress=lambda stage, done, total: bar.update(task, completed=done, total=total,
+                                                                             description=f"measuring channels: {stage}"),
+                              model=model)
     for attr in attrs:
-        console.print(f"\n[bold]{attr}[/]: rank, channel, sign, effect/std, leakage/std, relevance" + (", main part" if masks_fn else ""))
+        own = (where or {}).get(attr)
+        label = (f", share in {'+'.join(own)}" if own else ", main part") if masks_fn else ""
+        console.print(f"\n[bold]{attr}[/]: rank, channel, sign, effect/std, leakage/std, relevance{label}")
         for i, c in enumerate(found.attributes[attr]):
             loc = ""
-            if c.locality:
-                part, share = max(((k, v) for k, v in c.locality.items() if not k.startswith("_")), key=lambda kv: kv[1])
-                loc = f"  {part} {100 * share:.0f} %"
+            if c.locality and own:
+                loc = f"  {100 * sum(c.locality.get(p, 0.0) for p in own):.0f} %"
+            elif c.locality:
+                name, share = max(((k, v) for k, v in c.locality.items() if not k.startswith("_")), key=lambda kv: kv[1])
+                loc = f"  {name} {100 * share:.0f} %"
             console.print(f"  {i + 1:>2}. {c.name:<16} {'+' if c.sign > 0 else '-'}  {c.effect:.4f}  {c.leakage:.4f}  {c.relevance:.2f}{loc}",
                           highlight=False)
     if out is not None:

@@ -44,6 +44,7 @@ from latentshop.latents import generator_fingerprint
 from latentshop.models.stylegan2 import Generator
 
 __all__ = [
+    "SYNTHETIC_FACTOR_PARTS",
     "ChannelInfo",
     "ChannelSet",
     "channel_locality",
@@ -53,6 +54,16 @@ __all__ = [
     "style_std",
     "style_widths",
 ]
+
+
+#: Where each attribute of the synthetic faces lives (part names of the renderer); ``None``: everywhere.
+SYNTHETIC_FACTOR_PARTS: Mapping[str, tuple[str, ...] | None] = {
+    "smile": ("mouth",), "eye_open": ("eyes",), "eye_size": ("eyes",), "brow": ("brows",),
+    "face_width": ("skin", "background"), "skin_tone": ("skin",), "hair_colour": ("hair", "brows", "beard"),
+    "hair_length": ("hair", "background", "clothing"), "glasses": ("glasses", "eyes"), "beard": ("beard", "skin"),
+    "age": ("skin",), "yaw": None, "light": None, "background_hue:cos": ("background",), "background_hue:sin": ("background",),
+    "clothing_hue:cos": ("clothing",), "clothing_hue:sin": ("clothing",),
+}
 
 
 def style_widths(G: Generator) -> dict[str, int]:
@@ -241,8 +252,17 @@ def find_channels(G: Generator, evaluator: torch.nn.Module, attributes: Sequence
                   candidates: int = 30, top: int = 10, verify_samples: int = 32, push: float = 5.0, seed: int = 0,
                   std: Mapping[str, torch.Tensor] | None = None, include_torgb: bool = False,
                   part_masks: Callable[[torch.Tensor], Mapping[str, torch.Tensor]] | None = None,
+                  parts: Mapping[str, Sequence[str]] | None = None, locality_samples: int = 8,
                   progress: Callable[[str, int, int], None] | None = None, model: str | None = None) -> ChannelSet:
     """Attribute-specific StyleSpace channels, confirmed by the evaluator's response.
+
+    Candidates per attribute are the ``candidates`` most relevant channels (``|mean over the
+    positives - mean over all| / std``, the paper's attribute-specific detection) and, when
+    ``part_masks`` and the attribute's ``parts`` are given, also the ``candidates`` channels whose
+    pixel change falls most inside those parts (the paper's locally-active detection, measured on
+    ``locality_samples`` samples over every channel). Each candidate is pushed by ``±push``
+    standard deviations on ``verify_samples`` samples and scored; channels are kept by their
+    effect on the attribute, times the share of their change inside its parts when those are known.
 
     Args:
         G: the generator.
@@ -250,38 +270,60 @@ def find_channels(G: Generator, evaluator: torch.nn.Module, attributes: Sequence
         attributes: names the evaluator scores (``"smile"``, ``"happiness"``, ``"glasses"``...).
         n: samples scored to find the positive examples.
         positives: how many of the highest-scoring samples are the positives.
-        candidates: channels per attribute, by relevance, that are then pushed and measured.
-        top: channels kept per attribute, by measured effect.
+        candidates: channels per attribute taken by each detection, then pushed and measured.
+        top: channels kept per attribute.
         verify_samples: samples the candidates are pushed on.
         push: the push, in standard deviations, used for measuring (reported per 1 std).
         seed: seeds the samples.
         std: per-channel style spread (default: computed from ``n`` samples).
         include_torgb: also consider the ToRGB layers' codes (colour rather than shape).
         part_masks: images ``[N, C, R, R]`` -> ``{part: [N, 1, R, R]}`` (e.g. the part segmenter's);
-            when given, every kept channel's :func:`channel_locality` is measured on the
-            verification samples and stored in ``ChannelInfo.locality``.
+            with it every kept channel's :func:`channel_locality` is stored in ``ChannelInfo.locality``.
+        parts: ``{attribute: [part, ...]}``: where each attribute lives (``smile``: ``mouth``).
+        locality_samples: samples for the locally-active detection over every channel.
         progress: called as ``progress(stage, done, total)``.
         model: recorded in the result.
     """
     ws = sample_ws(G, n, seed=seed)
+    device = G.mapping.fc0.weight.device
     styles = {k: v.cpu() for k, v in _styles_of(G, ws).items()}
     std = std or {k: v.std(0) for k, v in styles.items()}
-    imgs = _render(G, {k: v.to(G.mapping.fc0.weight.device) for k, v in styles.items()})
+    imgs = _render(G, {k: v.to(device) for k, v in styles.items()})
     scores, _ = attribute_scores(evaluator, imgs)
     unknown = [a for a in attributes if a not in scores]
     if unknown:
         raise EditError(f"the evaluator does not score {unknown}; it scores {', '.join(scores)}")
+    parts = {a: list(p) for a, p in (parts or {}).items() if p} if part_masks is not None else {}
     layers = [k for k in styles if include_torgb or not k.endswith("torgb")]
     flat = torch.cat([styles[k] for k in layers], 1)  # [n, total]
     index = [(k, c) for k in layers for c in range(styles[k].shape[1])]
     mu, sd = flat.mean(0), flat.std(0).clamp_min(1e-8)
     v_ws = ws[:verify_samples]
-    v_styles = {k: v[:verify_samples].to(G.mapping.fc0.weight.device) for k, v in styles.items()}
+    v_styles = {k: v[:verify_samples].to(device) for k, v in styles.items()}
+    local: dict[tuple[str, int], dict[str, float]] = {}
+    if any(a in parts for a in attributes):
+        masks = part_masks(imgs[:locality_samples])
+        done = 0
+
+        def tick(k: int) -> None:
+            nonlocal done
+            done += k
+            if progress is not None:
+                progress("locality", done, len(index))
+
+        local = channel_locality(G, ws[:locality_samples], masks, channels=index, std=std, push=push, progress=tick)
     found: dict[str, list[ChannelInfo]] = {}
     for ai, attr in enumerate(attributes):
         order = torch.argsort(scores[attr], descending=True)[:positives]
         rel_signed = (flat[order].mean(0) - mu) / sd
         cand = torch.argsort(rel_signed.abs(), descending=True)[:candidates].tolist()
+        inside: dict[int, float] = {}
+        if attr in parts and local:
+            share = torch.tensor([sum(local[ix].get(p, 0.0) for p in parts[attr]) for ix in index])
+            magnitude = torch.tensor([local[ix]["_magnitude"] for ix in index])
+            share = torch.where(magnitude >= magnitude.median(), share, torch.zeros_like(share))  # ignore near-inert channels
+            cand = list(dict.fromkeys(cand + torch.argsort(share, descending=True)[:candidates].tolist()))
+            inside = {i: float(share[i]) for i in cand}
         infos = []
         for j, idx in enumerate(cand):
             layer, c = index[idx]
@@ -291,12 +333,12 @@ def find_channels(G: Generator, evaluator: torch.nn.Module, attributes: Sequence
             down = attribute_scores(evaluator, _render(G, _pushed(v_styles, layer, c, -sign * delta)))[0]
             effect = float((up[attr] - down[attr]).mean()) / (2 * push)
             others = [float((up[o] - down[o]).abs().mean()) / (2 * push) for o in up if o != attr]
-            infos.append(ChannelInfo(layer, c, sign if effect >= 0 else -sign, float(rel_signed[idx].abs()), abs(effect),
-                                     float(np.mean(others)) if others else float("nan")))
+            infos.append((ChannelInfo(layer, c, sign if effect >= 0 else -sign, float(rel_signed[idx].abs()), abs(effect),
+                                      float(np.mean(others)) if others else float("nan")), abs(effect) * inside.get(idx, 1.0)))
             if progress is not None:
-                progress(attr, ai * candidates + j + 1, len(attributes) * candidates)
-        infos.sort(key=lambda i: i.effect, reverse=True)
-        found[attr] = infos[:top]
+                progress(attr, j + 1, len(cand))
+        infos.sort(key=lambda pair: pair[1], reverse=True)
+        found[attr] = [info for info, _ in infos[:top]]
     if part_masks is not None:
         masks = part_masks(imgs[:verify_samples])
         wanted = sorted({(i.layer, i.channel) for infos in found.values() for i in infos})
@@ -305,5 +347,5 @@ def find_channels(G: Generator, evaluator: torch.nn.Module, attributes: Sequence
                      for i in infos] for a, infos in found.items()}
     return ChannelSet(generator_fingerprint(G), found, {k: v.float() for k, v in std.items()},
                       meta={"model": model, "samples": n, "positives": positives, "candidates": candidates,
-                            "verify_samples": verify_samples, "push": push, "seed": seed,
+                            "verify_samples": verify_samples, "push": push, "seed": seed, "parts": parts,
                             "evaluator": getattr(evaluator, "kind", type(evaluator).__name__)})
