@@ -426,7 +426,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("which", choices=["synthetic", "real", "all"])
     ap.add_argument("--n-samples", type=int, default=64, help="generated faces per side")
-    ap.add_argument("--n-inverted", type=int, default=24, help="inverted held-out faces per side")
+    ap.add_argument("--n-inverted", type=int, default=16, help="inverted held-out faces per side")
     ap.add_argument("--n-calib", type=int, default=32, help="samples that match GANSpace / SeFa components")
     ap.add_argument("--inv-steps", type=int, default=None, help="inversion steps (default: the w+ recipe)")
     ap.add_argument("--attributes", default=None, help="synthetic: comma-separated subset")

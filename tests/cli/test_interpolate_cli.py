@@ -9,33 +9,19 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from cli_helpers import tiny_model_folder
 from typer.testing import CliRunner
 
-from latentshop.checkpoints.native import NetworkSpec, write_native
 from latentshop.cli.generate import seed_latents
 from latentshop.cli.main import app
 from latentshop.latents import Latent, load_latent, save_latent, synthesize
-from latentshop.models.stylegan2 import Generator
 
 runner = CliRunner()
 
 
-def _tiny(seed: int) -> Generator:
-    torch.manual_seed(seed)
-    return Generator(z_dim=8, c_dim=0, w_dim=8, img_resolution=32, img_channels=3,
-                     mapping_kwargs=dict(num_layers=2), synthesis_kwargs=dict(channel_base=64, channel_max=8)).eval()
-
-
-def _folder(tmp_path_factory, seed):
-    G = _tiny(seed)
-    path = tmp_path_factory.mktemp("model") / f"tiny{seed}"
-    write_native(path, {"G_ema": NetworkSpec("generator", G.init_kwargs, G.state_dict())})
-    return path, G
-
-
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
-    return _folder(tmp_path_factory, 0)
+    return tiny_model_folder(tmp_path_factory, 0)
 
 
 def run(*args):
@@ -110,7 +96,7 @@ def test_unknown_file_is_a_one_line_error(tmp_path, model):
 
 def test_wrong_model_latent_is_refused(tmp_path, tmp_path_factory, model):
     path, _ = model
-    _, other = _folder(tmp_path_factory, 1)
+    _, other = tiny_model_folder(tmp_path_factory, 1)
     save_latent(Latent.from_z(other, torch.randn(1, 8)), tmp_path / "theirs.npz")
     res = run("seed:1", tmp_path / "theirs.npz", "-m", path, "-o", tmp_path / "out")
     _one_line_error(res, "theirs.npz", "not for the one in use")

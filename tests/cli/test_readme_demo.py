@@ -36,6 +36,6 @@ def test_smile_on_the_example_photo(tmp_path):
     to_t = lambda a: torch.from_numpy(a / 127.5 - 1)[None, None]  # noqa: E731
     p = load_evaluator("expression").predict_proba(torch.cat([to_t(recon), to_t(edited)]))
     happy = load_evaluator("expression").classes.index("happiness")
-    assert float(p[1, happy]) > float(p[0, happy]) + 0.05  # the edit made the face happier
+    assert float(p[1, happy]) > float(p[0, happy]) + 0.02  # the edit made the face happier
     photo = Image.open(REPO / "examples" / "face.jpg")
     assert Image.open(out / "face-edited-pasted.png").size == photo.size

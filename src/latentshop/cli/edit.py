@@ -143,7 +143,7 @@ def edit_command(
             from latentshop.data.align import paste_back as paste, to_pil
 
             pasted = paste(to_pil(src.path), a8 if a8.shape[2] == 3 else a8[..., 0], src.face)
-            save_image(np.asarray(pasted), outdir / f"{name}-edited-pasted.png")
+            save_image(np.atleast_3d(np.asarray(pasted)), outdir / f"{name}-edited-pasted.png")
         atomic_write_bytes(outdir / f"{name}-edit.json", (json.dumps(record, indent=2) + "\n").encode())
         console.print(f"{name}: wrote {name}-edited.png and {name}-before-after.png to {outdir}")
 

@@ -115,7 +115,7 @@ def _write_outputs(item: _Item, target: torch.Tensor, latent: Latent, recon: tor
         from latentshop.data.align import paste_back, to_pil
 
         pasted = paste_back(to_pil(item.path), rec8 if rec8.shape[2] == 3 else rec8[..., 0], face)
-        save_image(np.asarray(pasted), outdir / f"{item.name}-pasted.png")
+        save_image(np.atleast_3d(np.asarray(pasted)), outdir / f"{item.name}-pasted.png")
     # Written last: its presence marks the image as done.
     atomic_write_bytes(outdir / f"{item.name}.json", (json.dumps(metrics, indent=2) + "\n").encode())
 
