@@ -366,14 +366,7 @@ def selectivity_plot(result: dict[str, Any], path: Path) -> str | None:
 
 
 def write_reports(result: dict[str, Any], out_dir: Path, docs: Path | None) -> None:
-    def clean(obj: Any) -> Any:
-        if isinstance(obj, dict):
-            return {k: clean(v) for k, v in obj.items() if not str(k).startswith("_")}
-        if isinstance(obj, list):
-            return [clean(v) for v in obj]
-        if isinstance(obj, float) and (math.isnan(obj) or math.isinf(obj)):
-            return None
-        return obj
+    from inversion import public_json
 
     m = result["machine"]
     md = ["# Edit benchmark\n\n",
@@ -400,7 +393,7 @@ def write_reports(result: dict[str, Any], out_dir: Path, docs: Path | None) -> N
     text = "".join(md)
     atomic_write_bytes(out_dir / "editing.md", text.encode())
     if docs is None:
-        atomic_write_bytes(out_dir / "editing.json", (json.dumps(clean(result), indent=1) + "\n").encode())
+        atomic_write_bytes(out_dir / "editing.json", (json.dumps(public_json(result), indent=1) + "\n").encode())
         return
     extra = []
     plot = selectivity_plot(result, docs / "images" / "editing-selectivity.png")
@@ -417,7 +410,7 @@ def write_reports(result: dict[str, Any], out_dir: Path, docs: Path | None) -> N
     for attr, name, labels in result.get("real", {}).get("sheets", []):  # kept from an earlier run when only one side ran
         extra.append(f"\n**{attr}** on the real-face model (rows: {', '.join(labels)}):\n\n![{attr} sweep](images/{name})\n")
     atomic_write_bytes(docs / "editing-benchmark.md", (text + "".join(extra)).encode())
-    atomic_write_bytes(out_dir / "editing.json", (json.dumps(clean(result), indent=1) + "\n").encode())
+    atomic_write_bytes(out_dir / "editing.json", (json.dumps(public_json(result), indent=1) + "\n").encode())
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

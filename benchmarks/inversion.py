@@ -100,6 +100,17 @@ def machine_info() -> dict[str, Any]:
             "python": platform.python_version(), "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
 
 
+def public_json(obj: Any) -> Any:
+    """``obj`` without its private ``_keys`` (tensors, networks) and with NaN / inf as ``None``: what the JSON report holds."""
+    if isinstance(obj, dict):
+        return {k: public_json(v) for k, v in obj.items() if not str(k).startswith("_")}
+    if isinstance(obj, list):
+        return [public_json(v) for v in obj]
+    if isinstance(obj, float) and (math.isnan(obj) or math.isinf(obj)):
+        return None
+    return obj
+
+
 def _write_atomic(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode())
 
@@ -400,14 +411,7 @@ def defaults_note(result: dict[str, Any]) -> str:
 
 
 def write_reports(result: dict[str, Any], out_dir: Path, docs_dir: Path | None) -> None:
-    def clean(obj: Any) -> Any:
-        if isinstance(obj, dict):
-            return {k: clean(v) for k, v in obj.items() if not k.startswith("_")}
-        if isinstance(obj, list):
-            return [clean(v) for v in obj]
-        return obj
-
-    _write_atomic(out_dir / "inversion.json", json.dumps(clean(result), indent=1) + "\n")
+    _write_atomic(out_dir / "inversion.json", json.dumps(public_json(result), indent=1) + "\n")
     md = ["# Inversion benchmark\n",
           f"Machine: {result['machine']['cpu']}, {result['machine']['cores']} cores, {result['machine']['torch_threads']} torch threads, "
           f"torch {result['machine']['torch']}, {result['machine']['date']}. Seconds are optimisation time per image with the whole "

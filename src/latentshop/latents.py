@@ -298,6 +298,33 @@ def _json_default(obj: Any) -> Any:
     return str(obj)
 
 
+def read_header_npz(path: Path, *, max_bytes: int, error: type[LatentshopError], what: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """``(header, other arrays)`` of an ``.npz`` file with a JSON ``header`` array (latent and edit files).
+
+    No pickles are loaded; a missing, oversized, truncated or header-less file raises ``error``
+    naming the file and ``what`` it should have been.
+    """
+    try:
+        size = path.stat().st_size
+    except OSError as e:
+        raise error(f"{path}: cannot read the {what} ({e.strerror or e})") from None
+    if size > max_bytes:
+        raise error(f"{path}: {size} bytes is too large for a {what}")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            if "header" not in npz.files:
+                raise error(f"{path}: not a latentshop {what} (no header)")
+            header = json.loads(str(npz["header"]))
+            arrays = {k: np.array(npz[k]) for k in npz.files if k != "header"}
+    except error:
+        raise
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
+        raise error(f"{path}: not a readable {what} ({e})") from None
+    if not isinstance(header, dict):
+        raise error(f"{path}: not a latentshop {what}")
+    return header, arrays
+
+
 # A latent file of a 1024-px StyleGAN2 with all noise maps is a few MB; refuse absurd sizes early.
 MAX_LATENT_FILE_BYTES = 512 * 2**20
 
@@ -309,31 +336,21 @@ def load_latent(path: str | os.PathLike, G: Generator | None = None) -> Latent:
         LatentError: not a latentshop latent file, corrupt, or made for another generator.
     """
     path = Path(path)
+    header, arrays = read_header_npz(path, max_bytes=MAX_LATENT_FILE_BYTES, error=LatentError, what="latent file")
+    if "latent" not in arrays:
+        raise LatentError(f"{path}: not a latentshop latent file (no header/latent arrays)")
     try:
-        size = path.stat().st_size
-    except OSError as e:
-        raise LatentError(f"{path}: cannot read the latent file ({e.strerror or e})") from None
-    if size > MAX_LATENT_FILE_BYTES:
-        raise LatentError(f"{path}: {size} bytes is too large for a latent file")
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            files = set(npz.files)
-            if "header" not in files or "latent" not in files:
-                raise LatentError(f"{path}: not a latentshop latent file (no header/latent arrays)")
-            header = json.loads(str(npz["header"]))
-            tensor = torch.from_numpy(np.array(npz["latent"], dtype=np.float32))
-            c = torch.from_numpy(np.array(npz["c"], dtype=np.float32)) if "c" in files else None
-            noise = None
-            if header.get("noise_layers") is not None:
-                noise = {}
-                for name in header["noise_layers"]:
-                    key = f"noise/{name}"
-                    if key not in files:
-                        raise LatentError(f"{path}: noise map {name!r} is missing")
-                    noise[name] = torch.from_numpy(np.array(npz[key], dtype=np.float32))
-    except LatentError:
-        raise
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
+        tensor = torch.from_numpy(arrays["latent"].astype(np.float32))
+        c = torch.from_numpy(arrays["c"].astype(np.float32)) if "c" in arrays else None
+        noise = None
+        if header.get("noise_layers") is not None:
+            noise = {}
+            for name in header["noise_layers"]:
+                key = f"noise/{name}"
+                if key not in arrays:
+                    raise LatentError(f"{path}: noise map {name!r} is missing")
+                noise[name] = torch.from_numpy(arrays[key].astype(np.float32))
+    except (ValueError, TypeError, AttributeError) as e:
         raise LatentError(f"{path}: not a readable latent file ({e})") from None
     if header.get("format") != "latentshop-latent":
         raise LatentError(f"{path}: not a latentshop latent file")

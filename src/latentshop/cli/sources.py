@@ -33,11 +33,6 @@ class Source:
     kind: str = "latent"  # "latent" | "seed" | "image"
 
 
-def _seed_z(G: Generator, seed: int) -> torch.Tensor:
-    # Same z as NVIDIA's generate.py for this seed (np.random.RandomState(seed).randn(z_dim)).
-    return torch.from_numpy(np.random.RandomState(seed).randn(1, G.z_dim)).float()
-
-
 def resolve_source(G: Generator, text: str, *, model: str, method: str = "w+", steps: Optional[int] = None,
                    align: bool = False, seed: int = 0, bf16: bool = False, trunc: float = 1.0,
                    quiet: bool = False) -> Source:
@@ -53,7 +48,9 @@ def resolve_source(G: Generator, text: str, *, model: str, method: str = "w+", s
         s = int(m.group(1))
         if G.c_dim:
             raise ConfigError("seed inputs need an unconditional model")
-        lat = Latent.from_z(G, _seed_z(G, s), seed=s)
+        from latentshop.cli.generate import seed_latents  # generate's mix imports this module
+
+        lat = Latent.from_z(G, seed_latents(G, [s]), seed=s)
         if trunc != 1.0:
             lat = Latent.from_ws(G, lat.ws(G, truncation_psi=trunc), seed=s, truncation_psi=trunc)
         return Source(lat, f"seed{s:04d}", kind="seed")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import zipfile
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -18,7 +17,7 @@ import numpy as np
 
 from latentshop.data.images import atomic_write_bytes
 from latentshop.editing.edits import EditError
-from latentshop.latents import generator_fingerprint
+from latentshop.latents import generator_fingerprint, read_header_npz
 from latentshop.models.stylegan2 import Generator
 
 __all__ = ["EDIT_FORMAT_VERSION", "MAX_EDIT_FILE_BYTES", "read_edit_file", "write_edit_file"]
@@ -55,23 +54,8 @@ def read_edit_file(path: str | os.PathLike, *, kind: str | None, G: Generator | 
             numbers, or made for another generator.
     """
     path = Path(path)
-    try:
-        size = path.stat().st_size
-    except OSError as e:
-        raise EditError(f"{path}: cannot read the edit file ({e.strerror or e})") from None
-    if size > MAX_EDIT_FILE_BYTES:
-        raise EditError(f"{path}: {size} bytes is too large for an edit file")
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            if "header" not in npz.files:
-                raise EditError(f"{path}: not a latentshop edit file (no header)")
-            header = json.loads(str(npz["header"]))
-            arrays = {k: np.array(npz[k]) for k in npz.files if k != "header"}
-    except EditError:
-        raise
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
-        raise EditError(f"{path}: not a readable edit file ({e})") from None
-    if not isinstance(header, dict) or header.get("format") != "latentshop-edits":
+    header, arrays = read_header_npz(path, max_bytes=MAX_EDIT_FILE_BYTES, error=EditError, what="edit file")
+    if header.get("format") != "latentshop-edits":
         raise EditError(f"{path}: not a latentshop edit file")
     if int(header.get("format_version", 0)) > EDIT_FORMAT_VERSION:
         raise EditError(f"{path}: edit format version {header.get('format_version')} is newer than this latentshop; upgrade it")
