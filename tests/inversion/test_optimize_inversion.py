@@ -37,7 +37,14 @@ def targets(G):
 FAST = dict(loss="mse=1", w_avg_samples=200)
 
 
-@pytest.mark.parametrize("method", list_inversion_methods())
+OPTIMISATION_METHODS = ["w", "w+", "w+noise"]
+
+
+def test_methods_are_registered():
+    assert set(OPTIMISATION_METHODS) | {"psp", "e4e", "restyle-psp", "restyle-e4e", "e4e+opt"} == set(list_inversion_methods())
+
+
+@pytest.mark.parametrize("method", OPTIMISATION_METHODS)
 def test_every_method_improves_on_the_start(G, targets, method):
     start = invert(G, targets, method=method, steps=1, noise_steps=0, lr=1e-9, **FAST)
     lat = invert(G, targets, method=method, steps=60, noise_steps=20 if method == "w+noise" else 0, **FAST)

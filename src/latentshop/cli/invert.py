@@ -34,6 +34,12 @@ Examples:
 
   latentshop invert photos/ --model synthetic --method w --steps 1000 --batch 8 --outdir out/inv
 
+  latentshop invert photos/ --model default --align --method restyle-e4e --outdir out/fast
+
+  latentshop invert face.png --model default --method e4e+opt --steps 50 --outdir out/hybrid
+
+  latentshop invert face.png --model my.pkl --method e4e --encoder runs/e4e/encoder --outdir out/mine
+
   torchrun --nproc-per-node 2 -m latentshop.cli invert photos/ --model default --outdir out/inv
 
 Per image NAME it writes NAME.npz (the latent; `latentshop render` renders it), NAME.png (the
@@ -171,14 +177,22 @@ def invert_command(
     paste_back: bool = typer.Option(False, "--paste-back", help="With --align: also write NAME-pasted.png, the reconstruction put back into the photo."),
     upscale: bool = typer.Option(False, "--upscale", help="Accept images smaller than the model (enlarged; detail is missing)."),
     mask: Optional[Path] = typer.Option(None, "--mask", help="Grayscale image: white pixels count, black ones are ignored."),
-    batch: int = typer.Option(4, min=1, help="Images optimised at once."),
+    batch: Optional[int] = typer.Option(None, min=1, help="Images inverted at once (default 4 for optimisation, 32 for encoders)."),
+    encoder: Optional[Path] = typer.Option(None, "--encoder", help="Encoder methods: an encoder folder (default: the model's bundled one)."),
+    iterations: Optional[int] = typer.Option(None, min=1, max=20, help="Encoder passes (restyle-*, e4e+opt; default 5; psp/e4e: 1)."),
     seed: int = typer.Option(0, help="Seed of the optimisation noise."),
     bf16: bool = typer.Option(False, "--bf16", help="bfloat16 autocast: faster on AMX CPUs and GPUs, slightly less exact."),
     video: bool = typer.Option(False, "--video", help="Also write NAME-optimisation.gif (target | current reconstruction)."),
     device: str = typer.Option("auto", help="'auto', 'cpu', 'cuda' or 'cuda:N'."),
 ) -> None:
-    """Find images in a model's latent space (optimisation inversion)."""
+    """Find images in a model's latent space (optimisation, encoders, or an encoder start + optimisation)."""
+    from latentshop.inversion.encoders import ENCODER_METHODS
+
     method_defaults(method)
+    if batch is None:
+        batch = 32 if method in ENCODER_METHODS and method != "e4e+opt" else 4
+    if (encoder is not None or iterations is not None) and method not in ENCODER_METHODS:
+        raise ConfigError(f"--encoder/--iterations apply to the encoder methods ({', '.join(ENCODER_METHODS)}), not {method}")
     if paste_back and not align:
         raise ConfigError("--paste-back needs --align (the transform comes from the alignment)")
     if vgg is not None:
@@ -204,6 +218,8 @@ def invert_command(
     if len(todo) < len(items):
         console.print(f"{len(items) - len(todo)} image(s) already done in {outdir}: skipped")
     overrides: dict[str, Any] = {"seed": seed, "bf16": bf16}
+    if iterations is not None:
+        overrides["iterations"] = iterations
     if noise_steps is not None:
         overrides["noise_steps"] = noise_steps
     failures = 0
@@ -234,7 +250,8 @@ def invert_command(
 
                 def callback(state: Any, task: Any = task, target: torch.Tensor = target, frames: list = frames) -> None:
                     bar.update(task, completed=state.step, total=state.total,
-                               description=f"{method} {label} [{state.stage}] loss {float(state.losses['total'].mean()):.4f}")
+                               description=f"{method} {label} [{state.stage}]" + (
+                                   f" loss {float(state.losses['total'].mean()):.4f}" if "total" in state.losses else ""))
                     every = max(1, state.total // 40)
                     if video and (state.step % every == 0 or state.step == state.total):
                         rec = to_uint8(synthesize(G, state.latent()))
@@ -244,7 +261,7 @@ def invert_command(
 
                 try:
                     latent = invert(G, target, method=method, steps=steps, lr=lr, loss=loss, perceptual=loss_net, D=D,
-                                    mask=mask_t, callback=callback, cancel=stop, **overrides)
+                                    mask=mask_t, encoder=encoder, callback=callback, cancel=stop, **overrides)
                 except InversionError as e:
                     failures += len(chunk)
                     err_console.print(f"[bold red]error:[/] {', '.join(it.name for it in chunk)}: {e}", highlight=False, soft_wrap=True)

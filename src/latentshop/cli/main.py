@@ -13,6 +13,7 @@ from latentshop.cli.generate import generate, mix
 from latentshop.cli.interpolate import interpolate_command
 from latentshop.cli.invert import invert_command, render_command
 from latentshop.cli.train import train
+from latentshop.cli.train_encoder import train_encoder_command
 
 __all__ = ["app", "main"]
 
@@ -28,6 +29,7 @@ app.command()(mix)
 app.command()(info)
 app.command()(convert)
 app.command()(train)
+app.command("train-encoder", help=train_encoder_command.__doc__)(train_encoder_command)
 app.command("invert", help=invert_command.__doc__)(invert_command)
 app.command("render")(render_command)
 app.command("interpolate")(interpolate_command)

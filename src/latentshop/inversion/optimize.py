@@ -13,6 +13,10 @@ Methods (:func:`list_inversion_methods`):
 - ``w+noise`` — Image2StyleGAN++ (Abdal et al. 2020): ``w+`` first, then the noise maps alone
   with a pixel loss (MSE), which restores detail the latent cannot express.
 
+The encoder methods ``psp``, ``e4e``, ``restyle-psp``, ``restyle-e4e`` and the hybrid ``e4e+opt``
+(an e4e start, then a short ``w+`` optimisation) run through the same :func:`invert`; they live in
+:mod:`latentshop.inversion.encoders`.
+
 All take an optional ``mask`` of the pixels that count (local edits, inpainting). Losses are a
 weighted sum of pixel MSE, 1 - MS-SSIM and a perceptual distance from one of the back-ends of
 :mod:`latentshop.metrics.perceptual` (a MobileNet by default; a VGG16 TorchScript file; the
@@ -93,6 +97,7 @@ class InversionOptions:
     w_avg_samples: int = 10_000  # z samples for the starting point and the spread of w
     seed: int = 0  # seeds the latent noise and the initial noise maps (image i uses seed + i)
     bf16: bool = False  # bfloat16 autocast for synthesis and the loss networks (faster on AMX CPUs / GPUs)
+    iterations: int | None = None  # encoder methods: encoder passes (ReStyle; None: the method's default)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -109,15 +114,23 @@ _METHODS: dict[str, InversionOptions] = {
     "w+": InversionOptions(method="w+", steps=250, lr=0.05, latent_noise=0.05, loss={"perceptual": 1.0, "mse": 1.0}),
     "w+noise": InversionOptions(method="w+noise", steps=250, lr=0.05, latent_noise=0.05, loss={"perceptual": 1.0, "mse": 1.0},
                                 noise_steps=100, noise_lr=0.05),
+    # Encoders: no optimisation steps. The hybrid refines the encoder's code with a short w+ run that
+    # starts where the encoder landed: no warm-up, no latent noise, a smaller step.
+    "psp": InversionOptions(method="psp", steps=0, iterations=1),
+    "e4e": InversionOptions(method="e4e", steps=0, iterations=1),
+    "restyle-psp": InversionOptions(method="restyle-psp", steps=0),
+    "restyle-e4e": InversionOptions(method="restyle-e4e", steps=0),
+    "e4e+opt": InversionOptions(method="e4e+opt", steps=50, lr=0.01, lr_rampup=0.0, latent_noise=0.0,
+                                loss={"perceptual": 1.0, "mse": 1.0}),
 }
 
 
 def list_inversion_methods() -> list[str]:
-    """Names of the optimisation inversion methods.
+    """Names of the inversion methods (optimisation, encoders, hybrid).
 
     Example:
         >>> list_inversion_methods()
-        ['w', 'w+', 'w+noise']
+        ['e4e', 'e4e+opt', 'psp', 'restyle-e4e', 'restyle-psp', 'w', 'w+', 'w+noise']
     """
     return sorted(_METHODS)
 
@@ -345,6 +358,7 @@ def invert(
     D: torch.nn.Module | None = None,
     mask: torch.Tensor | None = None,
     options: InversionOptions | None = None,
+    encoder: Any = None,
     callback: Callable[[InversionStep], None] | None = None,
     cancel: threading.Event | Callable[[], bool] | None = None,
     **overrides: Any,
@@ -355,7 +369,8 @@ def invert(
         G: the generator (its device is used; it is not modified).
         target: ``[N, C, R, R]`` (or ``[C, R, R]``) in ``[-1, 1]`` at the generator's resolution;
             1 or 3 channels (converted to the model's).
-        method: ``"w"``, ``"w+"`` (default) or ``"w+noise"`` (see the module docstring).
+        method: ``"w"``, ``"w+"`` (default), ``"w+noise"``, or an encoder method: ``"psp"``,
+            ``"e4e"``, ``"restyle-psp"``, ``"restyle-e4e"``, ``"e4e+opt"`` (see the module docstring).
         steps: latent steps (default: the method's recipe).
         lr: peak learning rate (default: the method's recipe).
         loss: term weights, e.g. ``"perceptual=1,mse=1"`` (see :data:`LOSS_TERMS`).
@@ -364,6 +379,8 @@ def invert(
         D: the discriminator, for the ``"discriminator"`` back-end.
         mask: ``[N or 1, 1, R, R]`` in ``[0, 1]``: pixels that count (``None``: all).
         options: a full :class:`InversionOptions` (``method``/``steps``/... override its fields).
+        encoder: encoder methods: an encoder folder or a loaded encoder (default: the one bundled
+            for ``G``, found by its fingerprint).
         callback: called after every step with an :class:`InversionStep`.
         cancel: an Event (or a callable) that stops the run early; the latent so far is returned with
             ``meta["cancelled"] = True``.
@@ -393,7 +410,10 @@ def invert(
     opts = replace(opts, **changes)
     method_defaults(opts.method)  # validates the name
     opts = replace(opts, loss=parse_loss(opts.loss))
-    if opts.steps < 0 or opts.noise_steps < 0 or opts.steps + opts.noise_steps == 0:
+    from latentshop.inversion.encoders import ENCODER_METHODS
+
+    encoder_only = opts.method in ENCODER_METHODS and opts.method != "e4e+opt"
+    if opts.steps < 0 or opts.noise_steps < 0 or (opts.steps + opts.noise_steps == 0 and not encoder_only):
         raise ConfigError(f"steps must be >= 0 with at least one step in all, got {opts.steps} (+{opts.noise_steps} noise steps)")
     if not (opts.lr > 0 and math.isfinite(opts.lr)):
         raise ConfigError(f"lr must be a positive number, got {opts.lr}")
@@ -401,6 +421,29 @@ def invert(
     device = G.mapping.fc0.weight.device
     target = prepare_target(G, target).to(device)
     n = target.shape[0]
+    init: torch.Tensor | None = None
+    encoder_meta: dict[str, Any] = {}
+    if opts.method in ENCODER_METHODS:
+        from latentshop.inversion.encoders import encode
+
+        if mask is not None and encoder_only:
+            raise ConfigError(f"a mask needs an optimisation method; {opts.method} encodes the whole image (try e4e+opt or w+)")
+
+        kind, default_passes = ENCODER_METHODS[opts.method]
+        passes = opts.iterations if opts.iterations is not None else default_passes
+        if _is_cancelled(cancel):
+            raise InversionError("cancelled before the encoder ran")
+
+        def report(k: int, total: int, ws: torch.Tensor) -> None:
+            if callback is not None:
+                callback(InversionStep("encoder", k, total, {}, 0.0, lambda ws=ws: Latent.from_ws(G, ws, method=opts.method)))
+
+        coded = encode(G, target, kind=kind, iterations=passes, encoder=encoder, callback=report, method=opts.method,
+                       options=opts.to_dict())
+        if encoder_only:
+            return coded
+        init = coded.tensor.to(device)
+        encoder_meta = {"encoder": coded.meta["encoder"], "encoder_seconds": coded.meta["seconds"]}
     if mask is not None:
         if mask.ndim != 4 or mask.shape[1] != 1 or mask.shape[2:] != target.shape[2:] or mask.shape[0] not in (1, n):
             raise ShapeError(f"mask must be [N or 1, 1, {G.img_resolution}, {G.img_resolution}], got {tuple(mask.shape)}")
@@ -414,18 +457,26 @@ def invert(
     requires = [p.requires_grad for p in G.parameters()]
     G.requires_grad_(False)
     try:
-        return _run(G, target, opts, loss_fn, seeds, device, callback, cancel, perceptual)
+        lat = _run(G, target, opts, loss_fn, seeds, device, callback, cancel, perceptual, init=init)
     finally:
         for p, r in zip(G.parameters(), requires):
             p.requires_grad_(r)
+    if encoder_meta:
+        lat.meta.update(encoder_meta)
+        lat.meta["seconds"] = round(lat.meta.get("seconds", 0.0) + encoder_meta["encoder_seconds"], 4)
+    return lat
 
 
 def _run(G: Generator, target: torch.Tensor, opts: InversionOptions, loss_fn: _Loss, seeds: list[int], device: torch.device,
-         callback: Callable[[InversionStep], None] | None, cancel: Any, perceptual: Any) -> Latent:
+         callback: Callable[[InversionStep], None] | None, cancel: Any, perceptual: Any, *,
+         init: torch.Tensor | None = None) -> Latent:
     n = target.shape[0]
     w_avg, w_std = w_stats(G, opts.w_avg_samples)
     plus = opts.method != "w"
-    start = w_avg.to(device).unsqueeze(1).repeat(n, G.num_ws if plus else 1, 1)  # [N, num_ws | 1, w_dim]
+    if init is not None:
+        start = init.detach().clone()  # [N, num_ws, w_dim]: an encoder's code
+    else:
+        start = w_avg.to(device).unsqueeze(1).repeat(n, G.num_ws if plus else 1, 1)  # [N, num_ws | 1, w_dim]
     w_opt = start.clone().requires_grad_(True)
     layers = G.synthesis.noise_layers()
     noise: dict[str, torch.Tensor] | None = None
