@@ -143,12 +143,13 @@ def _strength(method: str) -> float:
 
 def measure_set(G: torch.nn.Module, catalog: Any, ev: torch.nn.Module, lat: Latent, attrs: list[str], keys: list[str],
                 ranges: dict[str, float], matched: dict[str, dict], *, regions: Callable[[list[torch.Tensor], str], torch.Tensor | None],
-                extra: Callable[[torch.Tensor, torch.Tensor], dict[str, float]] | None = None) -> list[dict[str, Any]]:
+                extra: Callable[[torch.Tensor, torch.Tensor], dict[str, float]] | None = None,
+                methods: tuple[str, ...] = METHODS) -> list[dict[str, Any]]:
     rows = []
     base = _render(G, lat)
     for attr in attrs:
         for method, make in _method_edits(G, catalog, attr, keys, matched).items():
-            if make is None:
+            if make is None or method not in methods:
                 continue
             s = _strength(method)
             plus, minus = _render(G, edit(G, lat, [make(s)])), _render(G, edit(G, lat, [make(-s)]))
@@ -264,6 +265,110 @@ def bench_real(n_samples: int, n_inverted: int, n_calib: int, *, inv_steps: int 
     out["seconds"] = time.perf_counter() - t0
     out["_G"], out["_catalog"], out["_matched"] = G, catalog, matched
     return out
+
+
+# ---- editability of inverted codes ------------------------------------------------------------------
+#: the inversion methods whose codes are edited (each inverts the same held-out faces)
+INVERSION_METHODS = ("w+", "psp", "e4e", "restyle-psp", "restyle-e4e", "e4e+opt")
+EDITABILITY_EDITS = ("interfacegan", "interfacegan|keep")
+
+
+def _editability_targets(side: str, G: torch.nn.Module, n: int) -> torch.Tensor:
+    if side == "synthetic":
+        from latentshop.data.synthetic import render_batch
+
+        data, _, _ = render_batch(range(SEED_RENDERS, SEED_RENDERS + n), res=G.img_resolution, domain="photo")
+        return torch.from_numpy(data).permute(0, 3, 1, 2).float().div(127.5).sub(1)
+    from latentshop.data.dataset import load_image
+
+    lfw = SHARED / "data" / "lfw-faces"
+    rows = [json.loads(line) for line in (lfw / "labels.jsonl").read_text().splitlines() if line.strip()]
+    files = sorted(r["file"] for r in rows if r["split"] == "test")[:n]
+    return torch.stack([load_image(lfw / f, res=G.img_resolution, channels=G.img_channels) for f in files])
+
+
+def bench_editability(side: str, n: int, *, inv_steps: int | None = None, attrs: list[str] | None = None) -> dict[str, Any]:
+    """The same held-out faces inverted by every method, then edited with InterFaceGAN: how far an
+    edit moves its attribute and how much it leaks, per inversion method (the codes' editability)."""
+    from latentshop.inversion import invert
+    from latentshop.metrics.image import psnr
+
+    model = "synthetic" if side == "synthetic" else "default"
+    G = load_generator(model)
+    catalog = load_catalog(G, model)
+    if side == "synthetic":
+        ev = load_evaluator("synthetic")
+        ranges = _ranges_synthetic()
+        keys = list(ranges)
+        attrs = attrs or [a for a in SYNTHETIC_PARTS if a in keys]
+        extra = None
+    else:
+        from latentshop.metrics.identity import identity_similarities
+
+        ev = load_evaluator("expression")
+        keys = list(ev.classes)
+        ranges = {k: 1.0 for k in keys}
+        ifg = next((d for d in catalog.directions if d.method == "interfacegan"), None)
+        attrs = [a for a in keys if ifg is not None and a in ifg and ifg.meta.get("stats", {}).get(a, {}).get("val_accuracy", 0) >= 0.75]
+
+        def extra(before: torch.Tensor, after: torch.Tensor) -> dict[str, float]:
+            return {"identity": float(np.nanmean(identity_similarities(before, after, aligned=True)))}
+
+    targets = _editability_targets(side, G, n)
+    out: dict[str, Any] = {"model": model, "images": int(targets.shape[0]), "attributes": attrs, "methods": []}
+    for method in INVERSION_METHODS:
+        print(f"[editability {side}] inverting with {method} ...", flush=True)
+        lat = invert(G, targets, method=method, steps=inv_steps if method in ("w+", "e4e+opt") else None)
+        rec = _render(G, lat)
+        rows = measure_set(G, catalog, ev, lat, attrs, keys, ranges, {}, regions=lambda imgs, a: None, extra=extra,
+                           methods=EDITABILITY_EDITS)
+        entry: dict[str, Any] = {"method": method, "psnr": float(psnr(rec.clamp(-1, 1), targets).mean()),
+                                 "seconds_per_image": lat.meta["seconds"] / len(lat), "rows": rows}
+        for e in EDITABILITY_EDITS:
+            rs = [r for r in rows if r["method"] == e]
+            entry[e] = {"median_target": float(np.median([r["target_change"] for r in rs])),
+                        "median_leakage": float(np.median([r["leakage"] for r in rs])),
+                        "median_selectivity": float(np.median([r["selectivity"] for r in rs if r["target_change"] > 0] or [float("nan")])),
+                        "moved": sum(1 for r in rs if r["target_change"] >= MIN_TARGET), "attributes": len(rs)}
+            if extra is not None:
+                entry[e]["median_identity"] = float(np.nanmedian([r["identity"] for r in rs]))
+        out["methods"].append(entry)
+        ifg = entry["interfacegan"]
+        print(f"    PSNR {entry['psnr']:.2f} dB; InterFaceGAN median target {ifg['median_target']:+.3f}, leakage "
+              f"{ifg['median_leakage']:.3f}, selectivity {ifg['median_selectivity']:.2f}", flush=True)
+    return out
+
+
+def _editability_section(result: dict[str, Any]) -> str:
+    md = []
+    for side in ("synthetic", "real"):
+        part = result.get(side, {}).get("editability")
+        if not part:
+            continue
+        what = ("held-out synthetic renders, every factor" if side == "synthetic"
+                else f"lfw-faces test photos, expressions {', '.join(part['attributes'])}")
+        md.append(f"
+### Editability of inverted codes: {side} (`{part['model']}` model, {part['images']} {what})
+
+"
+                  "The same faces inverted by each method, then edited with the shipped InterFaceGAN directions (±"
+                  f"{DIRECTION_STRENGTH:g} std). Medians over attributes; selectivity over attributes the edit raises.
+
+")
+        cols = ["inversion", "PSNR dB", "s / image"]
+        for e in EDITABILITY_EDITS:
+            cols += [f"{e}: target / unit", "leakage / unit", "selectivity", "moved"] + (["identity"] if side == "real" else [])
+        md.append("| " + " | ".join(cols) + " |
+|" + "|".join("---" for _ in cols) + "|
+")
+        for m in part["methods"]:
+            cells = [m["method"], _fmt(m["psnr"], "{:.2f}"), _fmt(m["seconds_per_image"], "{:.3f}")]
+            for e in EDITABILITY_EDITS:
+                x = m[e]
+                cells += [_fmt(x["median_target"], "{:+.3f}"), _fmt(x["median_leakage"], "{:.3f}"), _fmt(x["median_selectivity"], "{:.2f}"),
+                          f"{x['moved']} / {x['attributes']}"] + ([_fmt(x.get("median_identity"), "{:.3f}")] if side == "real" else [])
+            md.append("| " + " | ".join(cells) + " |\n")
+    return "".join(md)
 
 
 # ---- reporting ----------------------------------------------------------------------------------
@@ -390,7 +495,7 @@ def write_reports(result: dict[str, Any], out_dir: Path, docs: Path | None) -> N
             md.append(f"\n### {set_name} ({s['images']} faces)\n\n")
             md.append(_method_summary(s["rows"], s["winners"]) + "\n")
             md.append(_table(s["rows"], s["winners"], pixel=side == "synthetic" and part.get("segmenter"), identity=side == "real"))
-    text = "".join(md)
+    text = "".join(md) + _editability_section(result)
     atomic_write_bytes(out_dir / "editing.md", text.encode())
     if docs is None:
         atomic_write_bytes(out_dir / "editing.json", (json.dumps(public_json(result), indent=1) + "\n").encode())
@@ -402,8 +507,9 @@ def write_reports(result: dict[str, Any], out_dir: Path, docs: Path | None) -> N
     if "synthetic" in result and "_G" in result["synthetic"]:
         sheets = sweep_sheets(result["synthetic"], ["smile", "age", "hair_length", "glasses"], "synthetic", docs,
                               list(_ranges_synthetic()))
-        for attr, name, labels in sheets:
-            extra.append(f"\n**{attr}** (rows: {', '.join(labels)}; strength -3 … +3):\n\n![{attr} sweep](images/{name})\n")
+        result["synthetic"]["sheets"] = [[attr, name, labels] for attr, name, labels in sheets]
+    for attr, name, labels in result.get("synthetic", {}).get("sheets", []):
+        extra.append(f"\n**{attr}** (rows: {', '.join(labels)}; strength -3 … +3):\n\n![{attr} sweep](images/{name})\n")
     if "real" in result and "_G" in result["real"]:
         sheets = sweep_sheets(result["real"], ["happiness"], "default", docs, list(result["real"]["_catalog"].directions[0].names))
         result["real"]["sheets"] = [[attr, name, labels] for attr, name, labels in sheets]
@@ -417,7 +523,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from inversion import machine_info
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("which", choices=["synthetic", "real", "all"])
+    ap.add_argument("which", choices=["synthetic", "real", "all", "editability"],
+                    help="'editability': only the inverted codes' editability (both sides), other results kept")
     ap.add_argument("--n-samples", type=int, default=64, help="generated faces per side")
     ap.add_argument("--n-inverted", type=int, default=16, help="inverted held-out faces per side")
     ap.add_argument("--n-calib", type=int, default=32, help="samples that match GANSpace / SeFa components")
@@ -441,6 +548,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         result["synthetic"] = bench_synthetic(args.n_samples, args.n_inverted, args.n_calib, inv_steps=args.inv_steps, attrs=attrs)
     if args.which in ("real", "all"):
         result["real"] = bench_real(args.n_samples, args.n_inverted, args.n_calib, inv_steps=args.inv_steps)
+    if args.which in ("editability", "all"):
+        for side in ("synthetic", "real"):
+            if side in result:
+                result[side]["editability"] = bench_editability(side, args.n_inverted, inv_steps=args.inv_steps,
+                                                                attrs=attrs if side == "synthetic" else None)
     write_reports(result, args.out_dir, None if args.no_docs else DOCS)
     return result
 

@@ -1,4 +1,4 @@
-"""Inversion benchmark: quality versus time of every optimisation method and loss setting.
+"""Inversion benchmark: quality versus time of every optimisation method, loss setting and encoder.
 
     python benchmarks/inversion.py synthetic          # 50 held-out synthetic photo faces, `synthetic` model
     python benchmarks/inversion.py real               # `default` model: lfw-faces test split + align -> invert of ../shared/data/faces
@@ -12,6 +12,12 @@ factors: mean absolute error / factor range for float factors, error rate for th
 over factors; the regressor's own error on the targets is the floor), and optimisation seconds per
 image. PSNR is also recorded along the way (callback snapshots, not timed), which gives the
 quality-versus-time plot. The reference is ``w`` with NVIDIA's 1000-step recipe.
+
+Encoders (the bundled pSp and e4e of each model, trained in ReStyle form) run on the same targets:
+one pass (``psp``, ``e4e``), ReStyle passes (``restyle-*``, 2 and 5) and the hybrid ``e4e+opt``
+(ReStyle-e4e start, then 50 or 100 ``w+`` steps). Their seconds are wall time of the encoder passes
+and renders for the whole batch after one warm-up call. The encoder goal: the best encoder reaches
+at least 90 % of the default ``w+`` optimisation's PSNR (in dB) at least 100 times faster.
 
 Real side: the same metrics plus dlib identity similarity (cosine of face descriptors) between
 target and reconstruction, on the lfw-faces test split (already aligned) and on the photos of
@@ -78,13 +84,26 @@ SYNTHETIC_CONFIGS = [
     Config("w+noise, 250 + 100 noise steps", "w+noise"),
 ]
 
+ENCODER_CONFIGS = [
+    Config("pSp, 1 pass", "psp"),
+    Config("e4e, 1 pass", "e4e"),
+    Config("ReStyle-pSp, 2 passes", "restyle-psp", {"iterations": 2}),
+    Config("ReStyle-pSp, 5 passes", "restyle-psp"),
+    Config("ReStyle-e4e, 2 passes", "restyle-e4e", {"iterations": 2}),
+    Config("ReStyle-e4e, 5 passes", "restyle-e4e"),
+    Config("e4e+opt: ReStyle-e4e start + 50 w+ steps", "e4e+opt"),
+    Config("e4e+opt: ReStyle-e4e start + 100 w+ steps", "e4e+opt", {"steps": 100}),
+]
+ENCODER_METHOD_NAMES = ("psp", "e4e", "restyle-psp", "restyle-e4e")
+SYNTHETIC_CONFIGS += ENCODER_CONFIGS
+
 REAL_CONFIGS = [
     Config("w, NVIDIA recipe (1000 steps, perceptual)", "w", reference=True),
     Config("w+ perceptual+mse, 250 steps (default)", "w+", default=True),
     Config("w+ mse, 250 steps", "w+", {"loss": "mse=1"}),
     Config("w+ perceptual+mse+ms_ssim, 250 steps", "w+", {"loss": "perceptual=1,mse=1,ms_ssim=1"}),
     Config("w+noise, 250 + 100 noise steps", "w+noise"),
-]
+] + ENCODER_CONFIGS
 
 
 def machine_info() -> dict[str, Any]:
@@ -160,10 +179,19 @@ def run_config(G: torch.nn.Module, targets: torch.Tensor, cfg: Config, *, metric
             curve.append({"stage": state.stage, "step": state.step, "seconds_per_image": state.seconds / n,
                           "psnr": float(psnr(rec, targets).mean())})
 
+    encoder = cfg.method in ENCODER_METHOD_NAMES or cfg.method == "e4e+opt"
+    if encoder:  # warm-up: the first call of a network allocates its buffers
+        invert(G, targets[:2], method=cfg.method, **{**options, "steps": 1} if cfg.method == "e4e+opt" else options)
     t0 = time.perf_counter()
     lat = invert(G, targets, method=cfg.method, perceptual=cfg.perceptual, D=D, callback=callback, **options)
     wall = time.perf_counter() - t0
     rec = synthesize(G, lat)
+    if encoder:  # encoder passes are not optimisation steps: one point at the encoder's time, then the optimisation's
+        enc = lat.meta.get("encoder_seconds", lat.meta["seconds"]) / n
+        passes = [p for p in curve if p["stage"] == "encoder"]
+        steps = [dict(p, seconds_per_image=p["seconds_per_image"] + enc) for p in curve if p["stage"] == "latent"]
+        curve[:] = ([dict(passes[-1], seconds_per_image=enc)] if passes else []) + steps
+
     with torch.no_grad():
         row: dict[str, Any] = {
             "label": cfg.label, "method": cfg.method, "perceptual": cfg.perceptual, "options": lat.meta["options"],
@@ -193,8 +221,14 @@ class Cache:
 
         from latentshop.latents import generator_fingerprint
 
-        blob = json.dumps([side, cfg.label, cfg.method, cfg.options, cfg.perceptual, n, steps_scale, generator_fingerprint(G)],
-                          sort_keys=True, default=str)
+        parts = [side, cfg.label, cfg.method, cfg.options, cfg.perceptual, n, steps_scale, generator_fingerprint(G)]
+        if cfg.method in ENCODER_METHOD_NAMES or cfg.method == "e4e+opt":  # a retrained encoder is measured again
+            from latentshop.checkpoints.encoders import list_encoder_files
+            from latentshop.inversion.encoders import ENCODER_METHODS
+
+            path = list_encoder_files(G).get(ENCODER_METHODS[cfg.method][0])
+            parts.append(hashlib.sha1((path / "model.safetensors").read_bytes()).hexdigest() if path else None)
+        blob = json.dumps(parts, sort_keys=True, default=str)
         return hashlib.sha1(blob.encode()).hexdigest()[:16]
 
     def get(self, key: str) -> tuple[dict[str, Any], torch.Tensor] | None:
@@ -240,7 +274,30 @@ def _summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "goal_default_quarter_time": bool(default["psnr"] >= ref["psnr"] and default["seconds_per_image"] <= ref["seconds_per_image"] / 4),
         "default_w_plus_beats_reference": default["psnr"] > ref["psnr"],
         "best_w_plus": best_wplus["label"], "best_w_plus_psnr": best_wplus["psnr"],
+        **_encoder_summary(rows, default),
     }
+
+
+def _encoder_summary(rows: list[dict[str, Any]], default: dict[str, Any]) -> dict[str, Any]:
+    """The encoder goal: the best encoder's PSNR as a share of the default w+ optimisation's (in dB), and its speed-up."""
+    enc = [r for r in rows if r["method"] in ENCODER_METHOD_NAMES]
+    if not enc:
+        return {}
+    speed = {r["label"]: default["seconds_per_image"] / max(r["seconds_per_image"], 1e-9) for r in enc}
+    fast = [r for r in enc if speed[r["label"]] >= 100]
+    best = max(enc, key=lambda r: r["psnr"])
+    best_fast = max(fast, key=lambda r: r["psnr"]) if fast else None
+    hybrid = [r for r in rows if r["method"] == "e4e+opt"]
+    out = {"best_encoder": best["label"], "best_encoder_psnr": best["psnr"], "best_encoder_psnr_share": best["psnr"] / default["psnr"],
+           "best_encoder_speedup": speed[best["label"]],
+           "best_fast_encoder": best_fast["label"] if best_fast else None,
+           "best_fast_encoder_psnr_share": best_fast["psnr"] / default["psnr"] if best_fast else None,
+           "best_fast_encoder_speedup": speed[best_fast["label"]] if best_fast else None,
+           "goal_encoder_90pct_at_100x": bool(best_fast and best_fast["psnr"] >= 0.9 * default["psnr"])}
+    if hybrid:
+        h = max(hybrid, key=lambda r: r["psnr"])
+        out.update({"best_hybrid": h["label"], "best_hybrid_psnr": h["psnr"], "best_hybrid_seconds_per_image": h["seconds_per_image"]})
+    return out
 
 
 # ---- the two sides ----------------------------------------------------------------------------
@@ -356,6 +413,16 @@ def _summary_lines(s: dict[str, Any]) -> str:
         f"- goal 'default reaches the reference PSNR in <= 1/4 of its time': **{'met' if s['goal_default_quarter_time'] else 'not met'}**; "
         f"'w+ beats w': **{'met' if s['default_w_plus_beats_reference'] else 'not met'}** (best w+: {s['best_w_plus']}, {s['best_w_plus_psnr']:.2f} dB)",
     ]
+    if s.get("best_encoder"):
+        fast = (f"the best encoder at ≥ 100× the speed of `w+` is {s['best_fast_encoder']}: "
+                f"{100 * s['best_fast_encoder_psnr_share']:.0f} % of its PSNR at {s['best_fast_encoder_speedup']:.0f}×"
+                if s.get("best_fast_encoder") else "no encoder runs 100× faster than `w+`")
+        lines.append(f"- encoders: best {s['best_encoder']} with {s['best_encoder_psnr']:.2f} dB "
+                     f"({100 * s['best_encoder_psnr_share']:.0f} % of the default's PSNR, {s['best_encoder_speedup']:.0f}× faster); {fast}. "
+                     f"Goal '≥ 90 % of w+ PSNR at ≥ 100× its speed': **{'met' if s['goal_encoder_90pct_at_100x'] else 'not met'}**")
+    if s.get("best_hybrid"):
+        lines.append(f"- hybrid: {s['best_hybrid']} reaches {s['best_hybrid_psnr']:.2f} dB in {s['best_hybrid_seconds_per_image']:.2f} s/image "
+                     f"(default `w+`: {s['default_psnr']:.2f} dB in {s['default_seconds_per_image']:.2f} s)")
     return "\n".join(lines) + "\n"
 
 
@@ -421,7 +488,7 @@ def write_reports(result: dict[str, Any], out_dir: Path, docs_dir: Path | None) 
         syn = result["synthetic"]
         md.append(f"\n## Synthetic faces (`{syn['model']}` model, {syn['images']} held-out `photo` seeds from {syn['seed_start']})\n\n")
         md.append(_summary_lines(syn["summary"]) + "\n")
-        md.append(_table(syn["rows"], [("label", "method / loss", ""), ("seconds_per_image", "s / image", "{:.2f}"),
+        md.append(_table(syn["rows"], [("label", "method / loss", ""), ("seconds_per_image", "s / image", "{:.3g}"),
                                        ("psnr", "PSNR dB", "{:.2f}"), ("ssim", "SSIM", "{:.3f}"), ("ms_ssim", "MS-SSIM", "{:.3f}"),
                                        ("perceptual_mobilenet", "perceptual", "{:.3f}"), ("factor_error", "factor error", "{:.3f}")]))
         if syn.get("factor_error_floor") is not None:
@@ -434,7 +501,7 @@ def write_reports(result: dict[str, Any], out_dir: Path, docs_dir: Path | None) 
             md.append(f"Photos without a detected face (left out): {len(real['photos_without_face'])}; failed: {len(real['photos_failed'])}.\n\n")
         for set_name, s in real["sets"].items():
             md.append(f"\n### {set_name} ({s['images']} images)\n\n" + _summary_lines(s["summary"]) + "\n")
-            md.append(_table(s["rows"], [("label", "method / loss", ""), ("seconds_per_image", "s / image", "{:.2f}"),
+            md.append(_table(s["rows"], [("label", "method / loss", ""), ("seconds_per_image", "s / image", "{:.3g}"),
                                          ("psnr", "PSNR dB", "{:.2f}"), ("ms_ssim", "MS-SSIM", "{:.3f}"),
                                          ("perceptual_mobilenet", "perceptual", "{:.3f}"), ("identity", "identity (cos)", "{:.3f}")]))
             images.append((set_name, s))
@@ -478,13 +545,16 @@ def quality_time_plot(result: dict[str, Any], path: Path) -> str | None:
         for r in part["rows"]:
             xs = [p["seconds_per_image"] for p in r["curve"]]
             ys = [p["psnr"] for p in r["curve"]]
-            style = "-" if r["method"] == "w+" else "--"
+            if r["method"] in ENCODER_METHOD_NAMES:
+                ax.plot(xs[-1:], ys[-1:], linestyle="none", marker="*", markersize=10, label=r["label"])
+                continue
+            style = "-" if r["method"] == "w+" else ":" if r["method"] == "e4e+opt" else "--"
             ax.plot(xs, ys, style, marker=".", label=r["label"], linewidth=2.5 if (r["reference"] or r["default"]) else 1.2)
         s = part["summary"]
         ax.axhline(s["reference_psnr"], color="gray", linewidth=0.8)
         ax.axvline(s["reference_seconds_per_image"] / 4, color="gray", linestyle=":", linewidth=0.8)
         ax.set_xscale("log")
-        ax.set_xlabel("optimisation seconds per image (log)")
+        ax.set_xlabel("seconds per image (log; encoders: stars)")
         ax.set_ylabel("PSNR (dB)")
         ax.set_title(name)
         ax.grid(alpha=0.3)

@@ -39,6 +39,13 @@ def test_quick_run_measures_every_method(tmp_path):
     assert saved["synthetic"]["sets"]["generated"]["winners"].keys() == {"smile", "glasses"}
     md = (tmp_path / "editing.md").read_text()
     assert "| smile |" in md and "selectivity" in md
+    # the codes of every inversion method, edited (e4e's editability against w+ optimisation's)
+    ed = out["synthetic"]["editability"]
+    assert [m["method"] for m in ed["methods"]] == list(bench.INVERSION_METHODS)
+    for m in ed["methods"]:
+        assert m["psnr"] > 0 and m["interfacegan"]["attributes"] == 2 and m["interfacegan"]["median_leakage"] >= 0
+    assert "Editability of inverted codes" in md and "| e4e |" in md
     if which == "all":
+        assert out["real"]["editability"]["methods"][0]["interfacegan"]["median_identity"] > 0
         real = out["real"]["sets"]["generated"]["rows"]
         assert any(r["attribute"] == "happiness" for r in real) and all("identity" in r for r in real)
