@@ -159,6 +159,19 @@ def list_encoder_files(G: Generator | None = None) -> dict[str, Path]:
     return found
 
 
+_LOADED: dict[tuple[str, int, str, str], Encoder] = {}
+
+
+def _cached_load(path: Path, G: Generator) -> Encoder:
+    """A bundled encoder loaded once per file version, generator and device (interactive use calls this often)."""
+    key = (str(path), (path / WEIGHTS_NAME).stat().st_mtime_ns, generator_fingerprint(G), str(G.mapping.fc0.weight.device))
+    if key not in _LOADED:
+        if len(_LOADED) >= 8:
+            _LOADED.pop(next(iter(_LOADED)))
+        _LOADED[key] = load_encoder(path, G=G)
+    return _LOADED[key]
+
+
 def find_encoder(G: Generator, kind: str, *, encoder: str | os.PathLike | Encoder | None = None) -> Encoder:
     """The encoder of ``kind`` for ``G``: ``encoder`` (a folder or a loaded network) if given, else the
     bundled/registered one trained for ``G``; a clear error says how to get one otherwise."""
@@ -173,7 +186,7 @@ def find_encoder(G: Generator, kind: str, *, encoder: str | os.PathLike | Encode
         return E
     known = list_encoder_files(G)
     if kind in known:
-        return load_encoder(known[kind], G=G)
+        return _cached_load(known[kind], G)
     have = ", ".join(sorted(known)) or "none"
     raise ConfigError(f"no {kind} encoder was trained for this generator (encoders for it: {have}). Train one with "
                       f"`latentshop train-encoder --kind {kind} --model MODEL --outdir runs/{kind}` and pass "

@@ -179,7 +179,7 @@ def invert_command(
     mask: Optional[Path] = typer.Option(None, "--mask", help="Grayscale image: white pixels count, black ones are ignored."),
     batch: Optional[int] = typer.Option(None, min=1, help="Images inverted at once (default 4 for optimisation, 32 for encoders)."),
     encoder: Optional[Path] = typer.Option(None, "--encoder", help="Encoder methods: an encoder folder (default: the model's bundled one)."),
-    iterations: Optional[int] = typer.Option(None, min=1, max=20, help="Encoder passes (restyle-*, e4e+opt; default 5; psp/e4e: 1)."),
+    iterations: Optional[int] = typer.Option(None, min=1, max=20, help="Encoder passes (restyle-*, e4e+opt; default: the passes the encoder was trained with; psp/e4e: 1)."),
     seed: int = typer.Option(0, help="Seed of the optimisation noise."),
     bf16: bool = typer.Option(False, "--bf16", help="bfloat16 autocast: faster on AMX CPUs and GPUs, slightly less exact."),
     video: bool = typer.Option(False, "--video", help="Also write NAME-optimisation.gif (target | current reconstruction)."),

@@ -4,8 +4,9 @@ Methods (reached through :func:`latentshop.inversion.invert`):
 
 - ``psp`` / ``e4e`` — one pass of the generator's pSp / e4e encoder, from the average latent (and,
   for an encoder trained in ReStyle form, the average image);
-- ``restyle-psp`` / ``restyle-e4e`` — ReStyle: ``iterations`` passes, each seeing the target and the
-  previous reconstruction and adding a residual to the latent;
+- ``restyle-psp`` / ``restyle-e4e`` — ReStyle: ``iterations`` passes (by default the number the
+  encoder was trained with, which its file records), each seeing the target and the previous
+  reconstruction and adding a residual to the latent;
 - ``e4e+opt`` — the ReStyle-e4e code as the starting point of a short ``w+`` optimisation (the
   hybrid of "encoder start, then optimise", e.g. Zhu et al. 2020's in-domain inversion): the
   encoder lands near the answer inside the region edits were fitted on, the optimisation adds the
@@ -28,16 +29,17 @@ from latentshop.latents import Latent
 from latentshop.models.encoders import Encoder
 from latentshop.models.stylegan2 import Generator
 
-__all__ = ["ENCODER_METHODS", "RESTYLE_ITERATIONS", "encode"]
+__all__ = ["ENCODER_METHODS", "encode"]
 
-#: method -> (encoder kind, ReStyle passes by default)
-RESTYLE_ITERATIONS = 5  # ReStyle's inference default (Alaluf et al. 2021); benchmarks/inversion.py measures 1-5
-ENCODER_METHODS: dict[str, tuple[str, int]] = {
+#: method -> (encoder kind, passes; ``None``: the encoder's own, the number it was trained with —
+#: ReStyle infers with its training passes, and benchmarks/inversion.py finds more passes than that
+#: drift for the bundled encoders)
+ENCODER_METHODS: dict[str, tuple[str, int | None]] = {
     "psp": ("psp", 1),
     "e4e": ("e4e", 1),
-    "restyle-psp": ("psp", RESTYLE_ITERATIONS),
-    "restyle-e4e": ("e4e", RESTYLE_ITERATIONS),
-    "e4e+opt": ("e4e", RESTYLE_ITERATIONS),
+    "restyle-psp": ("psp", None),
+    "restyle-e4e": ("e4e", None),
+    "e4e+opt": ("e4e", None),
 }
 
 
@@ -47,7 +49,7 @@ def encode(
     target: torch.Tensor,
     *,
     kind: str = "e4e",
-    iterations: int = 1,
+    iterations: int | None = 1,
     encoder: str | os.PathLike | Encoder | None = None,
     batch_size: int = 64,
     callback: Callable[[int, int, torch.Tensor], None] | None = None,
@@ -59,7 +61,8 @@ def encode(
         G: the generator.
         target: ``(N, C, R, R)`` in ``[-1, 1]`` at the generator's resolution (1 or 3 channels).
         kind: ``"psp"`` or ``"e4e"``.
-        iterations: passes (more than 1 needs an encoder trained in ReStyle form).
+        iterations: passes (more than 1 needs an encoder trained in ReStyle form; ``None``: the
+            encoder's own number, from its file).
         encoder: a folder, a loaded :class:`~latentshop.models.encoders.Encoder`, or ``None`` for the
             one bundled for ``G``.
         batch_size: images per encoder call (memory bound).
@@ -73,6 +76,8 @@ def encode(
     from latentshop.inversion.optimize import prepare_target
 
     E = find_encoder(G, kind, encoder=encoder)
+    if iterations is None:
+        iterations = int(getattr(E, "iterations", 1)) if E.restyle else 1
     if iterations < 1:
         raise ConfigError(f"iterations must be >= 1, got {iterations}")
     if iterations > 1 and not E.restyle:

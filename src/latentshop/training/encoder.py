@@ -123,6 +123,7 @@ class EncoderTrainer:
             raise ConfigError(f"the encoder is {E.kind} (restyle={E.restyle}) but the options say {options.kind} (restyle={options.restyle})")
         self.G = G.eval().requires_grad_(False)
         self.E = E.train()
+        E.iterations = options.iterations  # its passes at inference (saved in the encoder's config)
         self.options = options
         self.dataset = dataset
         distributed = dist.is_available() and dist.is_initialized()
