@@ -347,20 +347,13 @@ def _editability_section(result: dict[str, Any]) -> str:
             continue
         what = ("held-out synthetic renders, every factor" if side == "synthetic"
                 else f"lfw-faces test photos, expressions {', '.join(part['attributes'])}")
-        md.append(f"
-### Editability of inverted codes: {side} (`{part['model']}` model, {part['images']} {what})
-
-"
+        md.append(f"\n### Editability of inverted codes: {side} (`{part['model']}` model, {part['images']} {what})\n\n"
                   "The same faces inverted by each method, then edited with the shipped InterFaceGAN directions (±"
-                  f"{DIRECTION_STRENGTH:g} std). Medians over attributes; selectivity over attributes the edit raises.
-
-")
+                  f"{DIRECTION_STRENGTH:g} std). Medians over attributes; selectivity over attributes the edit raises.\n\n")
         cols = ["inversion", "PSNR dB", "s / image"]
         for e in EDITABILITY_EDITS:
             cols += [f"{e}: target / unit", "leakage / unit", "selectivity", "moved"] + (["identity"] if side == "real" else [])
-        md.append("| " + " | ".join(cols) + " |
-|" + "|".join("---" for _ in cols) + "|
-")
+        md.append("| " + " | ".join(cols) + " |\n|" + "|".join("---" for _ in cols) + "|\n")
         for m in part["methods"]:
             cells = [m["method"], _fmt(m["psnr"], "{:.2f}"), _fmt(m["seconds_per_image"], "{:.3f}")]
             for e in EDITABILITY_EDITS:
@@ -530,6 +523,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--n-calib", type=int, default=32, help="samples that match GANSpace / SeFa components")
     ap.add_argument("--inv-steps", type=int, default=None, help="inversion steps (default: the w+ recipe)")
     ap.add_argument("--attributes", default=None, help="synthetic: comma-separated subset")
+    ap.add_argument("--sides", default="synthetic,real", help="editability: the sides to measure")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--out-dir", type=Path, default=RESULTS)
     ap.add_argument("--no-docs", action="store_true")
@@ -550,7 +544,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         result["real"] = bench_real(args.n_samples, args.n_inverted, args.n_calib, inv_steps=args.inv_steps)
     if args.which in ("editability", "all"):
         for side in ("synthetic", "real"):
-            if side in result:
+            if side in result and side in args.sides.split(","):
                 result[side]["editability"] = bench_editability(side, args.n_inverted, inv_steps=args.inv_steps,
                                                                 attrs=attrs if side == "synthetic" else None)
     write_reports(result, args.out_dir, None if args.no_docs else DOCS)

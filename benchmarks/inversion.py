@@ -480,12 +480,45 @@ def defaults_note(result: dict[str, Any]) -> str:
     return "".join(lines + extra_lines)
 
 
+def encoder_note(result: dict[str, Any]) -> str:
+    """What the encoder rows say (for docs/inversion.md)."""
+    parts = [("synthetic faces", result["synthetic"])] if "synthetic" in result else []
+    parts += list(result.get("real", {}).get("sets", {}).items())
+    lines = []
+    for name, part in parts:
+        rows, s = part["rows"], part["summary"]
+        d = next(r for r in rows if r["default"])
+        enc = {r["label"]: r for r in rows if r["method"] in ENCODER_METHOD_NAMES or r["method"] == "e4e+opt"}
+        if not enc:
+            continue
+        pieces = []
+        for kind, title in (("psp", "pSp"), ("e4e", "e4e")):
+            one = _row(rows, f"{title}, 1 pass")
+            passes = [r for r in rows if r["method"] == f"restyle-{kind}"]
+            if one and passes:
+                best = max(passes, key=lambda r: r["psnr"])
+                pieces.append(f"{title} {one['psnr']:.2f} dB in one pass ({d['seconds_per_image'] / one['seconds_per_image']:.0f}× faster "
+                              f"than `w+`), best with ReStyle at {best['label'].split(', ')[1]}: {best['psnr']:.2f} dB")
+        hyb = [r for r in rows if r["method"] == "e4e+opt"]
+        if hyb:
+            h = min(hyb, key=lambda r: r["seconds_per_image"])
+            pieces.append(f"the hybrid ({h['label'].split(': ')[1]}) {h['psnr']:.2f} dB in {h['seconds_per_image']:.2f} s "
+                          f"({h['psnr'] - d['psnr']:+.2f} dB against `w+` in {100 * h['seconds_per_image'] / d['seconds_per_image']:.0f} % of its time)")
+        if pieces:
+            lines.append(f"- **{name}**: " + "; ".join(pieces) + ".\n")
+    if not lines:
+        return ""
+    return ("\n## Encoders\n\nThe bundled encoders were trained in ReStyle form with 2 passes per batch "
+            "(`tools/train_encoders.sh`, about 25 minutes each on this CPU); one pass is the plain pSp / e4e.\n\n" + "".join(lines))
+
+
 def write_reports(result: dict[str, Any], out_dir: Path, docs_dir: Path | None) -> None:
     _write_atomic(out_dir / "inversion.json", json.dumps(public_json(result), indent=1) + "\n")
     md = ["# Inversion benchmark\n",
           f"Machine: {result['machine']['cpu']}, {result['machine']['cores']} cores, {result['machine']['torch_threads']} torch threads, "
           f"torch {result['machine']['torch']}, {result['machine']['date']}. Seconds are optimisation time per image with the whole "
-          "set as one batch (callback snapshots excluded). Reproduce: `python benchmarks/inversion.py all`.\n"]
+          "set as one batch (callback snapshots excluded); for encoders, the wall time of their passes and renders after a "
+          "warm-up call, and for the hybrid, encoder plus optimisation. Reproduce: `python benchmarks/inversion.py all`.\n"]
     images = []
     if "synthetic" in result:
         syn = result["synthetic"]
@@ -526,7 +559,7 @@ def write_reports(result: dict[str, Any], out_dir: Path, docs_dir: Path | None) 
             save_image(make_grid(np.concatenate(rows), cols=len(part["_targets"]), pad=1), path)
             sheets.append(f"\n![{name}: top row targets, then one row per configuration in table order](images/{path.name})\n")
         extra = f"\n![PSNR versus optimisation time](images/{Path(plot).name})\n" if plot else ""
-        _write_atomic(docs_dir / "inversion.md", text + defaults_note(result) + extra + "".join(sheets))
+        _write_atomic(docs_dir / "inversion.md", text + defaults_note(result) + encoder_note(result) + extra + "".join(sheets))
 
 
 def quality_time_plot(result: dict[str, Any], path: Path) -> str | None:

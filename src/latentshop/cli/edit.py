@@ -73,7 +73,7 @@ def edit_command(
     keep: Optional[str] = typer.Option(None, "--keep", help="InterFaceGAN attributes to hold fixed, e.g. 'age,glasses' (conditional manipulation)."),
     directions: Optional[list[Path]] = typer.Option(None, "--directions", help="Extra edit files (.npz), besides the model's own."),
     outdir: Optional[Path] = typer.Option(None, "--outdir", "-o", help="Folder for the outputs."),
-    method: str = typer.Option("w+", help="Inversion method for image inputs."),
+    method: str = typer.Option("auto", help="Inversion method for image inputs (auto: e4e+opt when the model has an e4e encoder, else w+; or w, w+, w+noise, psp, e4e, restyle-psp, restyle-e4e)."),
     steps: Optional[int] = typer.Option(None, min=1, help="Inversion steps for image inputs (default: the method's)."),
     align: bool = typer.Option(False, "--align", help="Image inputs: detect and FFHQ-align the face first."),
     paste_back: bool = typer.Option(False, "--paste-back", help="With --align: also paste the edited face back into the photo."),

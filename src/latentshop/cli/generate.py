@@ -163,7 +163,7 @@ def mix(
     noise_mode: NoiseMode = typer.Option(NoiseMode.const, "--noise-mode", help="Per-layer noise (latents with their own noise maps keep them)."),
     outdir: Path = typer.Option(..., "--outdir", "-o", help="Folder for the figure and its cells."),
     precision: Precision = typer.Option(Precision.fp32, help="fp32 or bf16."),
-    method_invert: str = typer.Option("w+", "--method-invert", help=f"Inversion method of image inputs: {', '.join(list_inversion_methods())}."),
+    method_invert: str = typer.Option("auto", "--method-invert", help=f"Inversion method of image inputs: auto: e4e+opt when the model has an e4e encoder, else w+, or one of {', '.join(list_inversion_methods())}."),
     steps: Optional[int] = typer.Option(None, min=0, help="Inversion steps of image inputs (default: the method's recipe)."),
     align: bool = typer.Option(False, "--align", help="FFHQ-align image inputs (dlib) before inverting them."),
     compile_: bool = typer.Option(False, "--compile/--no-compile", help=COMPILE_HELP),

@@ -55,7 +55,7 @@ def interpolate_command(
     loop: bool = typer.Option(False, "--loop/--no-loop", help="Go back from the last input to the first: a seamless loop."),
     sheet: int = typer.Option(8, min=1, help="Frames on interpolation-sheet.png, evenly spaced."),
     trunc: float = typer.Option(1.0, "--trunc", min=0.0, max=2.0, help="Truncation psi of seed inputs (makes them w+ latents)."),
-    method_invert: str = typer.Option("w+", "--method-invert", help=f"Inversion of image inputs: {', '.join(list_inversion_methods())}."),
+    method_invert: str = typer.Option("auto", "--method-invert", help=f"Inversion of image inputs: auto: e4e+opt when the model has an e4e encoder, else w+, or one of {', '.join(list_inversion_methods())}."),
     steps: Optional[int] = typer.Option(None, min=0, help="Inversion steps for image inputs (default: the method's recipe)."),
     align: bool = typer.Option(False, "--align", help="FFHQ-align image inputs (dlib) before inverting them."),
     batch: int = typer.Option(8, min=1, help="Frames rendered at once."),

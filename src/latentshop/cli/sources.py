@@ -40,8 +40,13 @@ def resolve_source(G: Generator, text: str, *, model: str, method: str = "w+", s
 
     ``seed:N`` (or ``N``) maps ``z`` of seed N (with truncation ``trunc``); a ``.npz`` file is a
     latent (refused if made for another model); anything else must be an image, which is loaded
-    (or FFHQ-aligned with ``align``) and inverted with ``method``.
+    (or FFHQ-aligned with ``align``) and inverted with ``method`` (``"auto"``: ``e4e+opt`` when the
+    model has an e4e encoder, else ``w+``).
     """
+    if method == "auto":
+        from latentshop.inversion.encoders import editing_method
+
+        method = editing_method(G)
     m = re.fullmatch(r"(?:seed:)?(\d+)", text.strip())
     path = Path(text)
     if m and not path.exists():

@@ -29,7 +29,7 @@ from latentshop.latents import Latent
 from latentshop.models.encoders import Encoder
 from latentshop.models.stylegan2 import Generator
 
-__all__ = ["ENCODER_METHODS", "encode"]
+__all__ = ["ENCODER_METHODS", "editing_method", "encode"]
 
 #: method -> (encoder kind, passes; ``None``: the encoder's own, the number it was trained with —
 #: ReStyle infers with its training passes, and benchmarks/inversion.py finds more passes than that
@@ -41,6 +41,15 @@ ENCODER_METHODS: dict[str, tuple[str, int | None]] = {
     "restyle-e4e": ("e4e", None),
     "e4e+opt": ("e4e", None),
 }
+
+
+def editing_method(G: Generator) -> str:
+    """The inversion method for images that are going to be edited: ``e4e+opt`` when an e4e encoder
+    was trained for ``G`` (faster than ``w+`` and its codes edit more selectively, see
+    docs/encoders.md), else ``w+``."""
+    from latentshop.checkpoints.encoders import list_encoder_files
+
+    return "e4e+opt" if "e4e" in list_encoder_files(G) else "w+"
 
 
 @torch.no_grad()
