@@ -178,12 +178,9 @@ def winners(rows: list[dict[str, Any]]) -> dict[str, str | None]:
 
 # ---- synthetic ----------------------------------------------------------------------------------
 def synthetic_inverted(G: torch.nn.Module, n: int, steps: int | None) -> Latent:
-    from latentshop.data.synthetic import render_batch
     from latentshop.inversion import invert
 
-    data, _, _ = render_batch(range(SEED_RENDERS, SEED_RENDERS + n), res=G.img_resolution, domain="photo")
-    targets = torch.from_numpy(data).permute(0, 3, 1, 2).float().div(127.5).sub(1)
-    return invert(G, targets, method="w+", steps=steps)
+    return invert(G, held_out_targets("synthetic", G, n), method="w+", steps=steps)
 
 
 def bench_synthetic(n_samples: int, n_inverted: int, n_calib: int, *, inv_steps: int | None = None,
@@ -229,22 +226,28 @@ def bench_synthetic(n_samples: int, n_inverted: int, n_calib: int, *, inv_steps:
 
 
 # ---- real ---------------------------------------------------------------------------------------
-def bench_real(n_samples: int, n_inverted: int, n_calib: int, *, inv_steps: int | None = None, model: str = "default") -> dict[str, Any]:
-    from latentshop.data.dataset import load_image
-    from latentshop.inversion import invert
+def _real_setup(catalog: Any) -> tuple[torch.nn.Module, list[str], dict[str, float], list[str], Callable]:
+    """The real side's instruments: the expression classifier, its classes as attributes (those with
+    an InterFaceGAN direction of validation accuracy >= 0.75) and dlib identity of before vs after."""
     from latentshop.metrics.identity import identity_similarities
 
-    G = load_generator(model)
     ev = load_evaluator("expression")
-    catalog = load_catalog(G, model)
     keys = list(ev.classes)
-    ranges = {k: 1.0 for k in keys}
     ifg = next((d for d in catalog.directions if d.method == "interfacegan"), None)
     attrs = [a for a in keys if ifg is not None and a in ifg and ifg.meta.get("stats", {}).get(a, {}).get("val_accuracy", 0) >= 0.75]
 
     def identity(before: torch.Tensor, after: torch.Tensor) -> dict[str, float]:
         return {"identity": float(np.nanmean(identity_similarities(before, after, aligned=True)))}
 
+    return ev, keys, {k: 1.0 for k in keys}, attrs, identity
+
+
+def bench_real(n_samples: int, n_inverted: int, n_calib: int, *, inv_steps: int | None = None, model: str = "default") -> dict[str, Any]:
+    from latentshop.inversion import invert
+
+    G = load_generator(model)
+    catalog = load_catalog(G, model)
+    ev, keys, ranges, attrs, identity = _real_setup(catalog)
     t0 = time.perf_counter()
     calib = Latent.from_ws(G, sample_ws(G, n_calib, seed=SEED_CALIBRATION))
     matched = {d.method: match_component(G, d, ev, calib, keys, ranges, strength=DIRECTION_STRENGTH)
@@ -252,10 +255,8 @@ def bench_real(n_samples: int, n_inverted: int, n_calib: int, *, inv_steps: int 
     sets = {"generated": Latent.from_ws(G, sample_ws(G, n_samples, seed=SEED_SAMPLES))}
     lfw = SHARED / "data" / "lfw-faces"
     if n_inverted and lfw.is_dir():
-        rows = [json.loads(line) for line in (lfw / "labels.jsonl").read_text().splitlines() if line.strip()]
-        files = sorted(r["file"] for r in rows if r["split"] == "test")[:n_inverted]
-        targets = torch.stack([load_image(lfw / f, res=G.img_resolution, channels=G.img_channels) for f in files])
-        print(f"[real] inverting {len(files)} lfw-faces test photos ...", flush=True)
+        targets = held_out_targets("real", G, n_inverted)
+        print(f"[real] inverting {len(targets)} lfw-faces test photos ...", flush=True)
         sets["inverted"] = invert(G, targets, method="w+", steps=inv_steps)
     out: dict[str, Any] = {"model": model, "attributes": attrs, "sets": {}}
     for set_name, lat in sets.items():
@@ -273,7 +274,8 @@ INVERSION_METHODS = ("w+", "psp", "e4e", "restyle-psp", "restyle-e4e", "e4e+opt"
 EDITABILITY_EDITS = ("interfacegan", "interfacegan|keep")
 
 
-def _editability_targets(side: str, G: torch.nn.Module, n: int) -> torch.Tensor:
+def held_out_targets(side: str, G: torch.nn.Module, n: int) -> torch.Tensor:
+    """The faces that are inverted: held-out synthetic renders, or the first lfw-faces test photos."""
     if side == "synthetic":
         from latentshop.data.synthetic import render_batch
 
@@ -303,18 +305,9 @@ def bench_editability(side: str, n: int, *, inv_steps: int | None = None, attrs:
         attrs = attrs or [a for a in SYNTHETIC_PARTS if a in keys]
         extra = None
     else:
-        from latentshop.metrics.identity import identity_similarities
+        ev, keys, ranges, attrs, extra = _real_setup(catalog)
 
-        ev = load_evaluator("expression")
-        keys = list(ev.classes)
-        ranges = {k: 1.0 for k in keys}
-        ifg = next((d for d in catalog.directions if d.method == "interfacegan"), None)
-        attrs = [a for a in keys if ifg is not None and a in ifg and ifg.meta.get("stats", {}).get(a, {}).get("val_accuracy", 0) >= 0.75]
-
-        def extra(before: torch.Tensor, after: torch.Tensor) -> dict[str, float]:
-            return {"identity": float(np.nanmean(identity_similarities(before, after, aligned=True)))}
-
-    targets = _editability_targets(side, G, n)
+    targets = held_out_targets(side, G, n)
     out: dict[str, Any] = {"model": model, "images": int(targets.shape[0]), "attributes": attrs, "methods": []}
     for method in INVERSION_METHODS:
         print(f"[editability {side}] inverting with {method} ...", flush=True)

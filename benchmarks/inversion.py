@@ -486,10 +486,9 @@ def encoder_note(result: dict[str, Any]) -> str:
     parts += list(result.get("real", {}).get("sets", {}).items())
     lines = []
     for name, part in parts:
-        rows, s = part["rows"], part["summary"]
+        rows = part["rows"]
         d = next(r for r in rows if r["default"])
-        enc = {r["label"]: r for r in rows if r["method"] in ENCODER_METHOD_NAMES or r["method"] == "e4e+opt"}
-        if not enc:
+        if not any(r["method"] in ENCODER_METHOD_NAMES or r["method"] == "e4e+opt" for r in rows):
             continue
         pieces = []
         for kind, title in (("psp", "pSp"), ("e4e", "e4e")):

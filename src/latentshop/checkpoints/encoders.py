@@ -9,16 +9,13 @@ its default number of ReStyle passes and what it was measured to do. The bundled
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file
-
-from latentshop.checkpoints.native import CONFIG_NAME, FORMAT_VERSION, WEIGHTS_NAME, _jsonable, write_folder
+from latentshop.checkpoints.native import (FORMAT_VERSION, WEIGHTS_NAME, _jsonable, read_network_config, read_network_weights,
+                                           write_folder)
 from latentshop.checkpoints.zoo import BUNDLED_DIR
 from latentshop.errors import CheckpointError, ConfigError, ShapeError
 from latentshop.latents import generator_fingerprint
@@ -58,18 +55,7 @@ def save_encoder(E: Encoder, path: str | os.PathLike, *, G: Generator, iteration
 
 
 def _read_config(p: Path) -> dict[str, Any]:
-    try:
-        config = json.loads((p / CONFIG_NAME).read_text())
-    except FileNotFoundError:
-        raise CheckpointError(p, f"no {CONFIG_NAME} here: not an encoder folder (train one with `latentshop train-encoder`)")
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise CheckpointError(p / CONFIG_NAME, f"cannot read the config ({e})")
-    entry = config.get("encoder") if isinstance(config, dict) else None
-    if not isinstance(entry, dict) or entry.get("kind") not in ENCODER_KINDS or not isinstance(entry.get("init_kwargs"), dict):
-        raise CheckpointError(p / CONFIG_NAME, f"not an encoder config (kinds: {', '.join(ENCODER_KINDS)})")
-    if not isinstance(config.get("format_version"), int) or config["format_version"] > FORMAT_VERSION:
-        raise CheckpointError(p / CONFIG_NAME, f"format_version {config.get('format_version')!r} is newer than this latentshop reads; upgrade")
-    return config
+    return read_network_config(p, "encoder", ENCODER_KINDS, "an encoder")[0]
 
 
 def _check_kwargs(kwargs: dict[str, Any], path: Path) -> None:
@@ -105,26 +91,11 @@ def load_encoder(path: str | os.PathLike, *, G: Generator | None = None, device:
                 G.img_resolution, G.img_channels, G.num_ws, G.w_dim):
             raise CheckpointError(p, "its input/output shape does not match the generator")
     try:
-        state = load_file(str(p / WEIGHTS_NAME), device="cpu")
-    except FileNotFoundError:
-        raise CheckpointError(p, f"{WEIGHTS_NAME} is missing beside {CONFIG_NAME}")
-    except (SafetensorError, OSError, ValueError) as e:
-        raise CheckpointError(p / WEIGHTS_NAME, f"cannot read the weights: corrupt or truncated safetensors file ({e})")
-    try:
         with torch.device("meta"):
             E = Encoder(**kwargs)
     except (TypeError, ValueError, RuntimeError, ShapeError, ConfigError) as e:
         raise CheckpointError(p, f"cannot build a {entry['kind']} encoder from {entry['init_kwargs']}: {e}")
-    own = E.state_dict()
-    if set(own) != set(state):
-        raise CheckpointError(p, f"weights do not match the architecture: missing {sorted(set(own) - set(state))[:5]}, "
-                                 f"unexpected {sorted(set(state) - set(own))[:5]}")
-    for k, v in state.items():
-        if v.shape != own[k].shape or v.dtype not in (torch.float32, torch.float16, torch.bfloat16):
-            raise CheckpointError(p, f"tensor {k!r} is {v.dtype} {tuple(v.shape)}, the architecture needs float {tuple(own[k].shape)}")
-        if not torch.isfinite(v).all():
-            raise CheckpointError(p, f"tensor {k!r} contains NaN or Inf values; the file is corrupt")
-    E.load_state_dict({k: v.float() for k, v in state.items()}, strict=True, assign=True)
+    E.load_state_dict(read_network_weights(p, E.state_dict()), strict=True, assign=True)
     iterations = config.get("iterations", 1)
     E.iterations = iterations if isinstance(iterations, int) and 1 <= iterations <= 100 else 1
     E.metrics = config.get("metrics", {})

@@ -12,16 +12,14 @@ whose config names the evaluator kind, its constructor arguments and what it was
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file
 
-from latentshop.checkpoints.native import CONFIG_NAME, FORMAT_VERSION, WEIGHTS_NAME, _jsonable, write_folder
+from latentshop.checkpoints.native import (CONFIG_NAME, FORMAT_VERSION, _jsonable, read_network_config, read_network_weights,
+                                           write_folder)
 from latentshop.checkpoints.zoo import BUNDLED_DIR
 from latentshop.errors import CheckpointError, ConfigError, ShapeError
 from latentshop.models.evaluators import ExpressionClassifier, FactorRegressor, PartSegmenter
@@ -104,35 +102,13 @@ def load_evaluator(name_or_path: str | os.PathLike, *, device: str | torch.devic
         else:
             known = ", ".join(list_evaluators()) or "none"
             raise CheckpointError(p, f"no evaluator folder here and no shipped evaluator of that name (shipped: {known})")
-    try:
-        config = json.loads((p / CONFIG_NAME).read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise CheckpointError(p / CONFIG_NAME, f"cannot read the config ({e})")
-    entry = config.get("evaluator") if isinstance(config, dict) else None
-    if not isinstance(entry, dict) or entry.get("kind") not in _KINDS or not isinstance(entry.get("init_kwargs"), dict):
-        raise CheckpointError(p / CONFIG_NAME, f"not an evaluator config (kinds: {', '.join(_KINDS)})")
-    if not isinstance(config.get("format_version"), int) or config["format_version"] > FORMAT_VERSION:
-        raise CheckpointError(p / CONFIG_NAME, f"format_version {config.get('format_version')!r} is newer than this latentshop reads; upgrade")
+    config, entry = read_network_config(p, "evaluator", tuple(_KINDS), "an evaluator")
     _check_kwargs(entry["init_kwargs"], p)
-    try:
-        state = load_file(str(p / WEIGHTS_NAME), device="cpu")
-    except FileNotFoundError:
-        raise CheckpointError(p, f"{WEIGHTS_NAME} is missing beside {CONFIG_NAME}")
-    except (SafetensorError, OSError, ValueError) as e:
-        raise CheckpointError(p / WEIGHTS_NAME, f"cannot read the weights: corrupt or truncated safetensors file ({e})")
     try:
         net = _KINDS[entry["kind"]](**entry["init_kwargs"])
     except (TypeError, ValueError, RuntimeError, ShapeError, ConfigError) as e:
         raise CheckpointError(p, f"cannot build a {entry['kind']} from {entry['init_kwargs']}: {e}")
-    own = net.state_dict()
-    if set(own) != set(state):
-        raise CheckpointError(p, f"weights do not match the architecture: missing {sorted(set(own) - set(state))[:5]}, "
-                                 f"unexpected {sorted(set(state) - set(own))[:5]}")
-    for k, v in state.items():
-        if v.shape != own[k].shape:
-            raise CheckpointError(p, f"tensor {k!r} has shape {tuple(v.shape)}, the architecture needs {tuple(own[k].shape)}")
-        if v.is_floating_point() and not torch.isfinite(v).all():
-            raise CheckpointError(p, f"tensor {k!r} contains NaN or Inf values; the file is corrupt")
+    state = read_network_weights(p, net.state_dict())
     net.load_state_dict(state, strict=True)
     net.metrics = config.get("metrics", {})
     net.info = config.get("info", {})

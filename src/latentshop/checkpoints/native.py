@@ -187,3 +187,45 @@ def _jsonable(obj: Any) -> Any:
     if hasattr(obj, "item"):
         return obj.item()
     return str(obj)
+
+
+# ---- folders of one network (evaluators, encoders) ------------------------------------------------
+def read_network_config(path: str | os.PathLike, key: str, kinds: Any, what: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(config, config[key])`` of a one-network folder whose ``config[key]`` holds ``kind`` (one of
+    ``kinds``) and ``init_kwargs``; a clear :class:`CheckpointError` for a missing, unreadable,
+    foreign or too new config. ``what`` names the thing ("an evaluator", "an encoder")."""
+    p = Path(path)
+    try:
+        config = json.loads((p / CONFIG_NAME).read_text())
+    except FileNotFoundError:
+        raise CheckpointError(p, f"no {CONFIG_NAME} here: not {what} folder")
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(p / CONFIG_NAME, f"cannot read the config ({e})")
+    entry = config.get(key) if isinstance(config, dict) else None
+    if not isinstance(entry, dict) or entry.get("kind") not in kinds or not isinstance(entry.get("init_kwargs"), dict):
+        raise CheckpointError(p / CONFIG_NAME, f"not {what} config (kinds: {', '.join(kinds)})")
+    if not isinstance(config.get("format_version"), int) or config["format_version"] > FORMAT_VERSION:
+        raise CheckpointError(p / CONFIG_NAME, f"format_version {config.get('format_version')!r} is newer than this latentshop reads; upgrade")
+    return config, entry
+
+
+def read_network_weights(path: str | os.PathLike, own: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The tensors of a one-network folder, checked against the built network's ``own`` state dict:
+    the same names and shapes, floating point where ``own`` is, and finite (float32 on return)."""
+    p = Path(path)
+    try:
+        state = load_file(str(p / WEIGHTS_NAME), device="cpu")
+    except FileNotFoundError:
+        raise CheckpointError(p, f"{WEIGHTS_NAME} is missing beside {CONFIG_NAME}")
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(p / WEIGHTS_NAME, f"cannot read the weights: corrupt or truncated safetensors file ({e})")
+    if set(own) != set(state):
+        raise CheckpointError(p, f"weights do not match the architecture: missing {sorted(set(own) - set(state))[:5]}, "
+                                 f"unexpected {sorted(set(state) - set(own))[:5]}")
+    for k, v in state.items():
+        if v.shape != own[k].shape or v.is_floating_point() != own[k].is_floating_point():
+            raise CheckpointError(p, f"tensor {k!r} has shape {tuple(v.shape)} ({v.dtype}), the architecture needs "
+                                     f"{tuple(own[k].shape)} ({own[k].dtype})")
+        if v.is_floating_point() and not torch.isfinite(v).all():
+            raise CheckpointError(p, f"tensor {k!r} contains NaN or Inf values; the file is corrupt")
+    return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import math
-import signal
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -41,8 +40,9 @@ from latentshop.inversion.optimize import perceptual_loss, prepare_target, w_sta
 from latentshop.latents import generator_fingerprint
 from latentshop.models.encoders import ENCODER_KINDS, Encoder, LatentDiscriminator
 from latentshop.models.stylegan2 import Generator
-from latentshop.training.loop import _atomic_torch_save
+from latentshop.training.loop import _atomic_torch_save, all_reduce_gradients
 from latentshop.training.loss import SharedRandom
+from latentshop.training.run import StopSignals
 
 __all__ = ["ENCODER_CHECKPOINT_FORMAT", "EncoderTrainOptions", "EncoderTrainer", "train_encoder", "build_encoder"]
 
@@ -210,16 +210,6 @@ class EncoderTrainer:
             out["ms_ssim"] = (1 - ms_ssim(img.float().clamp(-1, 1), target)).mean()
         return out
 
-    def _all_reduce(self, module: torch.nn.Module) -> None:
-        params = list(module.parameters())
-        flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).flatten() for p in params])
-        dist.all_reduce(flat)
-        flat /= self.world_size
-        offset = 0
-        for p in params:
-            p.grad = flat[offset: offset + p.numel()].view_as(p).clone()
-            offset += p.numel()
-
     # -- one step ----------------------------------------------------------------------------------
     def train_step(self) -> dict[str, float]:
         """One optimiser step of the encoder (all ReStyle passes), then one of the latent discriminator."""
@@ -263,7 +253,7 @@ class EncoderTrainer:
                 logs.update({f"{k}{suffix}": float(v.detach()) for k, v in terms.items() if not suffix or k == "mse"})
         E.requires_grad_(False)
         if self.world_size > 1:
-            self._all_reduce(E)
+            all_reduce_gradients(E, self.world_size)
         for p in E.parameters():
             if p.grad is not None:
                 torch.nan_to_num(p.grad, nan=0, posinf=1e5, neginf=-1e5, out=p.grad)
@@ -296,7 +286,7 @@ class EncoderTrainer:
         loss.backward()
         self.D.requires_grad_(False)
         if self.world_size > 1:
-            self._all_reduce(self.D)
+            all_reduce_gradients(self.D, self.world_size)
         self.D_opt.step()
         return logs
 
@@ -446,18 +436,12 @@ def train_encoder(
         log(f"training a {options.kind}{' (ReStyle)' if options.restyle else ''} encoder, {E.num_params() / 1e6:.2f}M parameters, "
             f"{options.total_kimg} kimg, batch {options.batch_size} ({trainer.n_samples} generator samples)")
 
-    stop: dict[str, Any] = {"signal": None}
-
-    def request_stop(signum: int, _frame: Any) -> None:
-        stop["signal"] = signum
-
-    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     total = int(options.total_kimg * 1000)
     every = max(1, int(snapshot_kimg * 1000))
     next_snapshot = (trainer.nimg // every + 1) * every
     start_time, start_nimg = time.perf_counter(), trainer.nimg
-    try:
-        while trainer.nimg < total and stop["signal"] is None:
+    with StopSignals() as stop:
+        while trainer.nimg < total and stop.signal is None:
             logs = trainer.train_step()
             if main and (trainer.step % log_every == 0 or trainer.nimg >= total):
                 elapsed = time.perf_counter() - start_time
@@ -476,13 +460,10 @@ def train_encoder(
                     with open(outdir / "metrics.jsonl", "a") as f:
                         f.write(json.dumps({"kimg": trainer.nimg / 1000, **scores}) + "\n")
                     log(f"snapshot at {trainer.nimg / 1000:.2f} kimg: held-out " + "  ".join(f"{k} {v:.2f} dB" for k, v in scores.items()))
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
     if main:
         trainer.save(ckpt)
-        if stop["signal"] is not None:
-            log(f"stopped by signal {stop['signal']} at {trainer.nimg / 1000:.2f} kimg; checkpoint written, resume with --resume")
+        if stop.signal is not None:
+            log(stop.stopped(trainer.nimg))
         else:
             scores = held(trainer.E, options.iterations, None)
             info = {"trained_kimg": trainer.nimg / 1000, "steps": trainer.step, "train": asdict(options),

@@ -58,6 +58,18 @@ class TrainOptions:
     ada_kimg: float = 500.0  # thousands of images over which p can move from 0 to 1
 
 
+def all_reduce_gradients(module: nn.Module, world_size: int) -> None:
+    """Data parallelism: average ``module``'s gradients over all ranks in one flat all-reduce."""
+    params = list(module.parameters())
+    flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).flatten() for p in params])
+    dist.all_reduce(flat)
+    flat /= world_size
+    offset = 0
+    for p in params:
+        p.grad = flat[offset : offset + p.numel()].view_as(p).clone()
+        offset += p.numel()
+
+
 def _atomic_torch_save(obj: Any, path: Path) -> None:
     buffer = io.BytesIO()
     torch.save(obj, buffer)
@@ -137,15 +149,7 @@ class Trainer:
         return z, c
 
     def _all_reduce_grads(self, module: nn.Module) -> None:
-        # Data parallelism: average the gradients of all ranks (one flat all-reduce per phase).
-        params = [p for p in module.parameters()]
-        flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).flatten() for p in params])
-        dist.all_reduce(flat)
-        flat /= self.world_size
-        offset = 0
-        for p in params:
-            p.grad = flat[offset : offset + p.numel()].view_as(p).clone()
-            offset += p.numel()
+        all_reduce_gradients(module, self.world_size)
 
     # -- one step ------------------------------------------------------------------------------
     def train_step(self) -> dict[str, float]:

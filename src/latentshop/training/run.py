@@ -25,7 +25,7 @@ from latentshop.data.images import atomic_write_bytes, make_grid, save_image, to
 from latentshop.models.stylegan2 import Discriminator, Generator
 from latentshop.training.loop import TrainOptions, Trainer
 
-__all__ = ["RunOptions", "run_training"]
+__all__ = ["RunOptions", "StopSignals", "run_training"]
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,26 @@ class RunOptions:
     log_every: int = 20  # steps between progress lines
     grid_size: int = 16  # images in each snapshot grid (fixed latents)
     metric_images: int = 512  # held-out and generated images for the snapshot SWD (0 disables it)
+
+
+class StopSignals:
+    """Within it, SIGINT / SIGTERM ask the run to stop cleanly (``.signal`` is set) instead of killing
+    it; the previous handlers come back on exit."""
+
+    def __enter__(self) -> "StopSignals":
+        self.signal: int | None = None
+        self._previous = {sig: signal.signal(sig, self._request) for sig in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def _request(self, signum: int, _frame: Any) -> None:
+        self.signal = signum
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+    def stopped(self, nimg: int) -> str:
+        return f"stopped by signal {self.signal} at {nimg / 1000:.2f} kimg; checkpoint written, resume with --resume"
 
 
 def _is_main() -> bool:
@@ -123,17 +143,11 @@ def run_training(
 
     metric = _SnapshotMetric(G, held_out, run.metric_images) if main and held_out is not None and run.metric_images > 0 else None
 
-    stop = {"signal": None}
-
-    def request_stop(signum: int, _frame: Any) -> None:
-        stop["signal"] = signum
-
-    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     total = int(run.total_kimg * 1000)
     next_snapshot = (trainer.nimg // int(run.snapshot_kimg * 1000) + 1) * int(run.snapshot_kimg * 1000)
     start_time, start_nimg = time.perf_counter(), trainer.nimg
-    try:
-        while trainer.nimg < total and stop["signal"] is None:
+    with StopSignals() as stop:
+        while trainer.nimg < total and stop.signal is None:
             logs = trainer.train_step()
             if trainer.step % run.log_every == 0 or trainer.nimg >= total:
                 elapsed = time.perf_counter() - start_time
@@ -155,13 +169,10 @@ def run_training(
                         with open(outdir / "metrics.jsonl", "a") as f:
                             f.write(json.dumps({"kimg": trainer.nimg / 1000, **scores}) + "\n")
                         log(f"snapshot at {trainer.nimg / 1000:.2f} kimg: SWD x1e3 " + " ".join(f"{k} {v:.1f}" for k, v in scores.items()))
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
     if main:
         trainer.save(ckpt)
-        if stop["signal"] is not None:
-            log(f"stopped by signal {stop['signal']} at {trainer.nimg / 1000:.2f} kimg; checkpoint written, resume with --resume")
+        if stop.signal is not None:
+            log(stop.stopped(trainer.nimg))
         else:
             export_model(trainer, outdir / "model", extra_config)
             log(f"done: {trainer.nimg / 1000:.1f} kimg; model written to {outdir / 'model'}")
