@@ -95,6 +95,7 @@ def encode(
     E = E.to(device)
     target = prepare_target(G, target).to(device)
     t0 = time.perf_counter()
+    outside = 0.0  # time spent in the callback, not encoding
     chunks = []
     for start in range(0, target.shape[0], batch_size):
         x = target[start: start + batch_size]
@@ -104,12 +105,14 @@ def encode(
             if E.restyle and it < iterations - 1:
                 img = G.synthesis(ws, noise_mode="const", impl="fast").float()
             if callback is not None:
+                t1 = time.perf_counter()
                 callback(it + 1, iterations, ws)
+                outside += time.perf_counter() - t1
         chunks.append(ws)
     ws = torch.cat(chunks)
     if not torch.isfinite(ws).all():
         raise ConfigError("the encoder produced NaN or infinite codes: the encoder file or the input is broken")
-    seconds = time.perf_counter() - t0
+    seconds = time.perf_counter() - t0 - outside
     info = {"kind": E.kind, "iterations": iterations, "path": str(getattr(E, "path", "")) or None}
     return Latent.from_ws(G, ws, **{"method": meta.pop("method", kind if iterations == 1 else f"restyle-{kind}"),
                                     "encoder": info, "seconds": round(seconds, 4), **meta})
