@@ -27,7 +27,7 @@ def test_makefile_demo_is_the_edit_job():
 def test_smile_on_the_example_photo(tmp_path):
     out = tmp_path / "demo"
     r = runner.invoke(app, ["edit", str(REPO / "examples" / "face.jpg"), "--model", "default", "--align", "--paste-back",
-                            "--edit", "smile=+2", "--steps", "60", "--outdir", str(out)])
+                            "--edit", "smile=+2", "--steps", "30", "--outdir", str(out)])
     assert r.exit_code == 0, r.output
     for name in ("face-edited.png", "face-before-after.png", "face-edited-pasted.png", "face-edited.npz", "face-edit.json"):
         assert (out / name).is_file(), name
@@ -36,6 +36,7 @@ def test_smile_on_the_example_photo(tmp_path):
     to_t = lambda a: torch.from_numpy(a / 127.5 - 1)[None, None]  # noqa: E731
     p = load_evaluator("expression").predict_proba(torch.cat([to_t(recon), to_t(edited)]))
     happy = load_evaluator("expression").classes.index("happiness")
-    assert float(p[1, happy]) > float(p[0, happy]) + 0.02  # the edit made the face happier
+    logit = torch.logit(p[:, happy].double())
+    assert float(logit[1] - logit[0]) > 0.3  # the edit made the face happier (log-odds of happiness)
     photo = Image.open(REPO / "examples" / "face.jpg")
     assert Image.open(out / "face-edited-pasted.png").size == photo.size

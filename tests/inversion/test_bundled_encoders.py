@@ -65,11 +65,11 @@ def test_reconstruction_quality(model):
     assert hybrid > scores["restyle-e4e"], (hybrid, scores)
 
 
-def test_e4e_codes_stay_closer_to_w_than_psp(model):
+def test_encoder_codes_stay_closer_to_w_than_optimised_ones(model):
     name, G = model
     t = _targets(name, G)
     spread = {}
-    for m in ("psp", "e4e"):
+    for m in ("e4e", "w+"):
         ws = invert(G, t, method=m).tensor
         spread[m] = float((ws - ws[:, :1]).norm(dim=2).mean())  # distance of each layer's w from the first layer's
-    assert spread["e4e"] < spread["psp"], spread
+    assert spread["e4e"] < 0.75 * spread["w+"], spread  # measured: 6.5 vs 11.1 (synthetic), 7.2 vs 12.1 (default)
