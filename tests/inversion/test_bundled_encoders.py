@@ -67,7 +67,7 @@ def test_reconstruction_quality(model):
 
 def test_encoder_codes_stay_closer_to_w_than_optimised_ones(model):
     name, G = model
-    t = _targets(name, G)
+    t = _targets(name, G, n=4)
     spread = {}
     for m in ("e4e", "w+"):
         ws = invert(G, t, method=m).tensor
