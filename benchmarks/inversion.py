@@ -100,6 +100,10 @@ ENCODER_CONFIGS = [
 ENCODER_METHOD_NAMES = ("psp", "e4e", "restyle-psp", "restyle-e4e")
 SYNTHETIC_CONFIGS += ENCODER_CONFIGS
 
+
+def _uses_encoder(method: str) -> bool:
+    return method in ENCODER_METHOD_NAMES or method == "e4e+opt"
+
 REAL_CONFIGS = [
     Config("w, NVIDIA recipe (1000 steps, perceptual)", "w", reference=True),
     Config("w+ perceptual+mse, 250 steps (default)", "w+", default=True),
@@ -182,7 +186,7 @@ def run_config(G: torch.nn.Module, targets: torch.Tensor, cfg: Config, *, metric
             curve.append({"stage": state.stage, "step": state.step, "seconds_per_image": state.seconds / n,
                           "psnr": float(psnr(rec, targets).mean())})
 
-    encoder = cfg.method in ENCODER_METHOD_NAMES or cfg.method == "e4e+opt"
+    encoder = _uses_encoder(cfg.method)
     if encoder:  # warm-up at the timed batch size: the first calls of a shape build its kernels and buffers
         for _ in range(2):
             invert(G, targets, method=cfg.method, **{**options, "steps": 1} if cfg.method == "e4e+opt" else options)
@@ -226,7 +230,7 @@ class Cache:
         from latentshop.latents import generator_fingerprint
 
         parts = [side, cfg.label, cfg.method, cfg.options, cfg.perceptual, n, steps_scale, generator_fingerprint(G)]
-        if cfg.method in ENCODER_METHOD_NAMES or cfg.method == "e4e+opt":  # a retrained encoder is measured again
+        if _uses_encoder(cfg.method):  # a retrained encoder is measured again
             from latentshop.checkpoints.encoders import list_encoder_files
             from latentshop.inversion.encoders import ENCODER_METHODS
 
@@ -489,7 +493,7 @@ def encoder_note(result: dict[str, Any]) -> str:
     for name, part in parts:
         rows = part["rows"]
         d = next(r for r in rows if r["default"])
-        if not any(r["method"] in ENCODER_METHOD_NAMES or r["method"] == "e4e+opt" for r in rows):
+        if not any(_uses_encoder(r["method"]) for r in rows):
             continue
         pieces = []
         for kind, title in (("psp", "pSp"), ("e4e", "e4e")):

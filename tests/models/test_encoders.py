@@ -136,6 +136,11 @@ def test_refuses_corrupt_and_hostile_files(saved):
         load_encoder(path)
 
 
+def test_missing_folder_is_a_clear_error(tmp_path):
+    with pytest.raises(CheckpointError, match="not an encoder folder"):
+        find_encoder(tiny_generator(0), "e4e", encoder=tmp_path / "nowhere")
+
+
 def test_missing_encoder_says_how_to_get_one():
     G = tiny_generator(3)
     assert list_encoder_files(G) == {}

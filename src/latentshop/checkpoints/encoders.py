@@ -134,8 +134,13 @@ _LOADED: dict[tuple[str, int, str, str], Encoder] = {}
 
 
 def _cached_load(path: Path, G: Generator) -> Encoder:
-    """A bundled encoder loaded once per file version, generator and device (interactive use calls this often)."""
-    key = (str(path), (path / WEIGHTS_NAME).stat().st_mtime_ns, generator_fingerprint(G), str(G.mapping.fc0.weight.device))
+    """An encoder folder loaded once per file version, generator and device (a folder of images or an
+    interactive session calls this for every batch)."""
+    try:
+        stamp = (path / WEIGHTS_NAME).stat().st_mtime_ns
+    except OSError:
+        return load_encoder(path, G=G)  # says what is missing
+    key = (str(path), stamp, generator_fingerprint(G), str(G.mapping.fc0.weight.device))
     if key not in _LOADED:
         if len(_LOADED) >= 8:
             _LOADED.pop(next(iter(_LOADED)))
@@ -151,7 +156,7 @@ def find_encoder(G: Generator, kind: str, *, encoder: str | os.PathLike | Encode
             raise ConfigError(f"the given encoder is {encoder.kind}, the method needs {kind}")
         return encoder
     if encoder is not None:
-        E = load_encoder(encoder, G=G)
+        E = _cached_load(Path(encoder), G)
         if E.kind != kind:
             raise ConfigError(f"{encoder} is a {E.kind} encoder, the method needs {kind}; pick --method {E.kind} or another --encoder")
         return E
