@@ -1,0 +1,547 @@
+"""The studio's state and actions, without any user interface.
+
+:class:`Studio` holds the loaded models (each with its edit catalogue and the sliders it gets) and one
+:class:`Session` per browser tab. Every action calls the library — ``data.align``, ``inversion``,
+``editing``, ``latents`` — and keeps what a tab made (its photo, its latents, its downloads) in that
+session's own folder under the studio's private temporary root, which is removed when the tab closes
+(:meth:`Studio.end_session`) and when the studio stops (:meth:`Studio.close`). The Gradio page in
+:mod:`latentshop.web.app` only wires these methods to widgets, so they are tested here without a
+browser.
+
+Files are only ever opened from two kinds of place: uploads, which must lie inside the studio's own
+upload folder (where the web server stored them), and the example photos, picked by name from a list
+the server made. A path sent by a client is never opened.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import shutil
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from latentshop.errors import ConfigError, ImageError, LatentshopError
+
+__all__ = [
+    "EXAMPLE_SUFFIXES",
+    "GROUPS",
+    "MAX_UPLOAD_BYTES",
+    "MAX_UPLOAD_PIXELS",
+    "ModelEntry",
+    "Session",
+    "SliderSpec",
+    "Studio",
+    "StudioError",
+    "find_models",
+]
+
+#: slider groups, in the order the page shows them
+GROUPS = ("attributes", "ganspace", "sefa", "stylespace")
+GROUP_TITLES = {"attributes": "Attributes (InterFaceGAN)", "ganspace": "GANSpace", "sefa": "SeFa",
+                "stylespace": "StyleSpace channels"}
+MAX_UPLOAD_BYTES = 10 * 2**20  # larger uploads are refused before they are decoded
+MAX_UPLOAD_PIXELS = 40_000_000  # larger images are refused before their pixels are decoded
+EXAMPLE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
+MODEL_SUFFIXES = (".pkl", ".pt", ".pth")
+STYLESPACE_TOP = 3  # channels per attribute in the StyleSpace panel
+SESSION_TTL_S = 6 * 3600  # a tab idle this long is dropped even if the browser never said goodbye
+
+
+class StudioError(LatentshopError):
+    """Something a person can fix from the page (the message says what)."""
+
+
+@dataclass(frozen=True)
+class SliderSpec:
+    """One slider: the catalogue edit it drives and its range in that edit's units."""
+
+    group: str
+    name: str  # an edit name of the model's catalogue ("happiness", "ganspace:3", "s:b32.conv1:71")
+    label: str
+    limit: float = 5.0  # the slider runs from -limit to +limit
+
+
+@dataclass
+class ModelEntry:
+    """A loaded model: the generator, its edits and the sliders they give."""
+
+    name: str
+    G: Any
+    catalog: Any
+    sliders: dict[str, list[SliderSpec]]
+    fast_method: str | None  # encoder method for a quick first code (None: the model has no encoder)
+    refine_method: str  # optimisation run by "refine"
+    faces: bool  # photos are face-aligned by default
+
+    def slider(self, group: str, index: int) -> SliderSpec | None:
+        specs = self.sliders.get(group, [])
+        return specs[index] if 0 <= index < len(specs) else None
+
+    def edit_names(self) -> list[str]:
+        return [s.name for g in GROUPS for s in self.sliders.get(g, [])]
+
+
+@dataclass
+class Session:
+    """What one browser tab has made. Only its own :class:`Studio` methods touch it."""
+
+    id: str
+    folder: Path
+    model: str
+    latent: Any = None  # latents.Latent of the current picture (the reconstruction or the sample)
+    target: np.ndarray | None = None  # uint8 [R, R, C] of the aligned photo, when the picture came from one
+    name: str = "image"  # base name of downloads
+    source: str = ""  # what the picture is, for the page ("photo face.jpg, e4e code", "seed 12")
+    mix: Any = None  # latents.Latent of the style-mixing source
+    mix_name: str = ""
+    cancel: threading.Event = field(default_factory=threading.Event)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    touched: float = field(default_factory=time.monotonic)
+
+
+def _is_model_file(p: Path) -> bool:
+    return (p.is_file() and p.suffix.lower() in MODEL_SUFFIXES) or (p.is_dir() and (p / "config.json").is_file()
+                                                                    and (p / "model.safetensors").is_file())
+
+
+def find_models(folder: str | Path) -> list[Path]:
+    """Checkpoints in ``folder``: NVIDIA pickles, rosinality ``.pt`` files and our model folders.
+
+    Raises:
+        ConfigError: the folder does not exist.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ConfigError(f"--models-dir {folder}: no such folder")
+    return sorted(p for p in folder.iterdir() if not p.name.startswith(".") and _is_model_file(p))
+
+
+def _default_examples() -> Path | None:
+    # the repository's examples/ folder (a wheel has none; --examples names one)
+    p = Path(__file__).resolve().parents[3] / "examples"
+    return p if p.is_dir() else None
+
+
+class Studio:
+    """Models, sessions and the actions of the studio page.
+
+    Args:
+        models: model names or checkpoint paths offered in the model picker (the first is the default).
+        models_dir: a folder whose checkpoints are offered too.
+        device: where the models run (``"auto"``, ``"cpu"``, ``"cuda"``).
+        examples: a folder of example photos (default: the repository's ``examples/``).
+        root: the private temporary folder (default: a new one; removed by :meth:`close`).
+        max_upload_bytes: uploads larger than this are refused.
+        max_upload_pixels: images with more pixels than this are refused before decoding.
+
+    Example:
+        >>> studio = Studio(["synthetic"])  # doctest: +SKIP
+        >>> s = studio.new_session("tab1"); studio.random_face(s, seed=3).shape  # doctest: +SKIP
+        (32, 32, 3)
+    """
+
+    def __init__(self, models: Sequence[str] = ("default",), *, models_dir: str | Path | None = None,
+                 device: str = "auto", examples: str | Path | None = None, root: str | Path | None = None,
+                 max_upload_bytes: int = MAX_UPLOAD_BYTES, max_upload_pixels: int = MAX_UPLOAD_PIXELS):
+        from latentshop.runtime import resolve_device
+
+        names = [str(m) for m in models]
+        if models_dir is not None:
+            names += [str(p) for p in find_models(models_dir)]
+        names = list(dict.fromkeys(names))
+        if not names:
+            raise ConfigError("the studio needs at least one model (--model NAME or --models-dir FOLDER)")
+        self.model_names = names
+        self.device = resolve_device(device)
+        ex = Path(examples) if examples is not None else _default_examples()
+        if examples is not None and not ex.is_dir():
+            raise ConfigError(f"--examples {ex}: no such folder")
+        self.examples: dict[str, Path] = {}
+        if ex is not None:
+            self.examples = {p.name: p for p in sorted(ex.iterdir())
+                             if p.is_file() and p.suffix.lower() in EXAMPLE_SUFFIXES}
+        self.max_upload_bytes = int(max_upload_bytes)
+        self.max_upload_pixels = int(max_upload_pixels)
+        self._own_root = root is None
+        self.root = Path(tempfile.mkdtemp(prefix="latentshop-studio-")) if root is None else Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.uploads = self.root / "uploads"  # the web server's upload and output cache
+        self.sessions_dir = self.root / "sessions"
+        self.uploads.mkdir(exist_ok=True)
+        self.sessions_dir.mkdir(exist_ok=True)
+        self._models: dict[str, ModelEntry] = {}
+        self._sessions: dict[str, Session] = {}
+        self._lock = threading.Lock()
+        self._model_lock = threading.Lock()
+
+    # ---------------------------------------------------------------------------------------------
+    # models
+
+    def model(self, name: str) -> ModelEntry:
+        """The loaded model ``name`` (loaded once; only names from the picker are accepted)."""
+        if name not in self.model_names:
+            raise StudioError(f"unknown model {name!r}; this studio offers {', '.join(self.model_names)}")
+        with self._model_lock:
+            if name not in self._models:
+                self._models[name] = self._load_model(name)
+            return self._models[name]
+
+    def _load_model(self, name: str) -> ModelEntry:
+        from latentshop.checkpoints import load_generator
+        from latentshop.checkpoints.encoders import list_encoder_files
+        from latentshop.editing.catalog import load_catalog
+
+        G = load_generator(name, device=self.device)
+        catalog = load_catalog(G, name)
+        sliders: dict[str, list[SliderSpec]] = {g: [] for g in GROUPS}
+        for d in catalog.directions:
+            group = {"interfacegan": "attributes", "ganspace": "ganspace", "sefa": "sefa"}.get(d.method, "attributes")
+            stats = (d.meta.get("stats") or {}) if isinstance(d.meta, dict) else {}
+            for n in d.names:
+                label = n
+                if group == "attributes":
+                    alias = [a for a, t in d.aliases.items() if t == n]
+                    label = f"{n} ({', '.join(alias)})" if alias else n
+                elif "explained_variance_ratio" in stats.get(n, {}):
+                    label = f"{n} · {100 * stats[n]['explained_variance_ratio']:.1f} % of w variance"
+                sliders[group].append(SliderSpec(group, n, label))
+        for c in catalog.channels:
+            for attr, chans in c.attributes.items():
+                for info in list(chans)[:STYLESPACE_TOP]:
+                    sliders["stylespace"].append(SliderSpec(
+                        "stylespace", f"s:{info.layer}:{info.channel}",
+                        f"{attr} · {info.layer}:{info.channel}" + ("" if info.sign > 0 else " (−)"), limit=10.0))
+        kinds = list_encoder_files(G)
+        fast = "restyle-e4e" if "e4e" in kinds else "restyle-psp" if "psp" in kinds else None
+        refine = "e4e+opt" if "e4e" in kinds else "w+"
+        return ModelEntry(name, G, catalog, sliders, fast, refine, faces=name != "synthetic")
+
+    def slot_counts(self) -> dict[str, int]:
+        """How many sliders each group needs across every offered model (models are loaded)."""
+        return {g: max(len(self.model(m).sliders[g]) for m in self.model_names) for g in GROUPS}
+
+    # ---------------------------------------------------------------------------------------------
+    # sessions
+
+    def new_session(self, session_id: str | None = None, model: str | None = None) -> Session:
+        """A fresh session (a tab) with its own folder."""
+        sid = session_id or secrets.token_hex(8)
+        if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", sid):
+            raise StudioError("bad session id")
+        self.sweep_sessions()
+        with self._lock:
+            old = self._sessions.pop(sid, None)
+            if old is not None:
+                shutil.rmtree(old.folder, ignore_errors=True)
+            folder = self.sessions_dir / sid
+            folder.mkdir(parents=True, exist_ok=True)
+            s = Session(sid, folder, model or self.model_names[0])
+            self._sessions[sid] = s
+            return s
+
+    def session(self, session_id: str) -> Session:
+        """The session of a tab, made on first use."""
+        with self._lock:
+            s = self._sessions.get(session_id)
+        if s is None:
+            return self.new_session(session_id)
+        s.touched = time.monotonic()
+        return s
+
+    def end_session(self, session_id: str) -> None:
+        """Forget a tab and delete its folder (called when the tab closes)."""
+        with self._lock:
+            s = self._sessions.pop(session_id, None)
+        if s is not None:
+            s.cancel.set()
+            shutil.rmtree(s.folder, ignore_errors=True)
+
+    def sweep_sessions(self, *, ttl_s: float = SESSION_TTL_S) -> None:
+        """Drop sessions idle for longer than ``ttl_s`` seconds."""
+        now = time.monotonic()
+        with self._lock:
+            stale = [sid for sid, s in self._sessions.items() if now - s.touched > ttl_s]
+        for sid in stale:
+            self.end_session(sid)
+
+    def session_ids(self) -> list[str]:
+        with self._lock:
+            return list(self._sessions)
+
+    def close(self) -> None:
+        """End every session and remove the temporary root (when the studio made it)."""
+        for sid in self.session_ids():
+            self.end_session(sid)
+        if self._own_root:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+    def set_model(self, s: Session, name: str) -> ModelEntry:
+        """Switch a session to another model; its pictures belong to the old one and are dropped."""
+        entry = self.model(name)
+        s.model, s.latent, s.target, s.mix, s.mix_name, s.source = name, None, None, None, "", ""
+        return entry
+
+    # ---------------------------------------------------------------------------------------------
+    # pictures in
+
+    def upload_path(self, path: str | Path | None) -> Path:
+        """Check that ``path`` is a file the web server stored in the studio's upload folder."""
+        if not path:
+            raise StudioError("no file was uploaded")
+        p = Path(path).resolve()
+        if not p.is_relative_to(self.uploads.resolve()) or not p.is_file():
+            raise StudioError("that file is not an upload of this studio")
+        return p
+
+    def example_path(self, name: str) -> Path:
+        """An example photo, by its name in :attr:`examples`."""
+        if name not in self.examples:
+            raise StudioError(f"unknown example {name!r}; examples are {', '.join(self.examples) or 'none'}")
+        return self.examples[name]
+
+    def _read_photo(self, path: Path, label: str) -> Any:
+        from latentshop.data.dataset import open_image
+
+        size = path.stat().st_size
+        if size > self.max_upload_bytes:
+            raise StudioError(f"{label} is too large: {size / 2**20:.1f} MB; the studio takes photos up to "
+                              f"{self.max_upload_bytes / 2**20:.0f} MB. Use a smaller photo (a face needs no more than a few megapixels).")
+        try:
+            return open_image(path, max_pixels=self.max_upload_pixels)
+        except ImageError as e:
+            reason = str(e).split(": ", 1)[-1]
+            if "cannot identify" in reason or "0 bytes" in reason:
+                raise StudioError(f"{label} is not an image ({reason}). Upload a JPEG, PNG or WebP photo.") from None
+            if "limit" in reason or "decompression" in reason.lower():
+                raise StudioError(f"{label} is too large: {reason}. Use a smaller photo.") from None
+            raise StudioError(f"{label} cannot be read: {reason}. Upload another photo.") from None
+
+    def _target(self, entry: ModelEntry, path: Path, label: str, align: bool) -> np.ndarray:
+        """The photo as the model's input: uint8 ``[R, R, C]``, face-aligned with ``align``."""
+        from latentshop.data.align import NoFaceError, align_face
+        from latentshop.data.dataset import _square_resize, _to_channels
+
+        img = self._read_photo(path, label)
+        G = entry.G
+        if align:
+            try:
+                face = align_face(img, res=G.img_resolution, channels=G.img_channels)
+            except NoFaceError:
+                raise StudioError(f"No face found in {label}. The studio needs a visible, roughly frontal face at least "
+                                  "about 80 px across. Try a closer photo, or untick 'Align face' if the image is "
+                                  "already a face crop.") from None
+            out = face.image
+        else:
+            out = _square_resize(_to_channels(img, G.img_channels), G.img_resolution)
+        return np.asarray(out, dtype=np.uint8).reshape(G.img_resolution, G.img_resolution, G.img_channels)
+
+    def _invert(self, entry: ModelEntry, target: np.ndarray, method: str, **kw: Any) -> Any:
+        from latentshop.inversion import invert
+
+        t = torch.from_numpy(target.transpose(2, 0, 1).astype(np.float32) / 127.5 - 1)[None].to(self.device)
+        return invert(entry.G, t, method=method, **kw)
+
+    def load_photo(self, s: Session, *, upload: str | Path | None = None, example: str | None = None,
+                   align: bool = True) -> np.ndarray:
+        """Take a photo (an upload or an example), align it and give it a quick code.
+
+        The code comes from the model's encoder (ReStyle, a few milliseconds); a model without one is
+        inverted with a short ``w+`` run instead. Returns the aligned photo, uint8 ``[R, R, C]``.
+        """
+        entry = self.model(s.model)
+        path = self.upload_path(upload) if example is None else self.example_path(example)
+        label = example if example is not None else "the upload"
+        target = self._target(entry, path, label, align)
+        if entry.fast_method is not None:
+            lat = self._invert(entry, target, entry.fast_method)
+            how = entry.fast_method
+        else:
+            lat = self._invert(entry, target, "w+", steps=50)
+            how = "w+ (50 steps; this model has no encoder)"
+        with s.lock:
+            s.latent, s.target = lat, target
+            s.name = Path(example).stem if example is not None else "photo"
+            s.source = f"{label}, {how} code"
+        return target
+
+    def refine(self, s: Session, *, steps: int | None = None, callback: Callable[[int, int], None] | None = None) -> bool:
+        """Refine the current photo's code by optimisation (the model's hybrid or ``w+``).
+
+        ``callback(step, total)`` reports progress; :meth:`cancel` stops the run, and the code found so
+        far is kept. Returns False when it was cancelled.
+        """
+        entry = self.model(s.model)
+        if s.target is None:
+            raise StudioError("refine needs a photo: upload one or pick an example first")
+        s.cancel.clear()
+        target = s.target
+
+        def report(state: Any) -> None:
+            if callback is not None:
+                callback(state.step, state.total)
+
+        lat = self._invert(entry, target, entry.refine_method, steps=steps, callback=report, cancel=s.cancel)
+        cancelled = bool(lat.meta.get("cancelled"))
+        with s.lock:
+            if s.target is target:  # the tab did not load another photo meanwhile
+                s.latent = lat
+                s.source = s.source.split(",")[0] + f", refined with {entry.refine_method}" + (" (stopped early)" if cancelled else "")
+        return not cancelled
+
+    def cancel(self, s: Session) -> None:
+        """Ask a running :meth:`refine` of this session to stop."""
+        s.cancel.set()
+
+    def random_face(self, s: Session, *, seed: int | None = None) -> np.ndarray:
+        """Make the picture a sample of the model (``seed``: which; default a random one)."""
+        entry = self.model(s.model)
+        seed = secrets.randbelow(2**31) if seed is None else int(seed)
+        lat = self._seed_latent(entry, seed)
+        with s.lock:
+            s.latent, s.target, s.name, s.source = lat, None, f"seed{seed}", f"seed {seed}"
+        return self.render(s, {})
+
+    def _seed_latent(self, entry: ModelEntry, seed: int) -> Any:
+        from latentshop.latents import Latent
+
+        G = entry.G
+        if G.c_dim:
+            raise StudioError("random faces need an unconditional model")
+        z = torch.from_numpy(np.random.RandomState(seed % 2**32).randn(1, G.z_dim)).float().to(self.device)
+        return Latent.from_z(G, z, seed=seed)
+
+    def set_mix_source(self, s: Session, *, seed: int | None = None, upload: str | Path | None = None,
+                       example: str | None = None, align: bool = True) -> np.ndarray | None:
+        """The second picture of style mixing: a seed, an uploaded photo or an example (quick code).
+
+        With none of them the mixing source is cleared. Returns the source's rendering.
+        """
+        from latentshop.latents import synthesize
+
+        entry = self.model(s.model)
+        if seed is None and upload is None and example is None:
+            s.mix, s.mix_name = None, ""
+            return None
+        if seed is not None:
+            lat, name = self._seed_latent(entry, seed), f"seed {int(seed)}"
+        else:
+            path = self.upload_path(upload) if example is None else self.example_path(example)
+            label = example if example is not None else "the second upload"
+            target = self._target(entry, path, label, align)
+            lat = self._invert(entry, target, entry.fast_method or "w+", **({} if entry.fast_method else {"steps": 50}))
+            name = label
+        s.mix, s.mix_name = lat, name
+        with torch.no_grad():
+            return self._to_uint8(synthesize(entry.G, lat))
+
+    # ---------------------------------------------------------------------------------------------
+    # pictures out
+
+    @staticmethod
+    def _to_uint8(img: torch.Tensor) -> np.ndarray:
+        from latentshop.data.images import to_uint8
+
+        return to_uint8(img)[0]
+
+    def edits_for(self, s: Session, values: Mapping[str, float], *, truncation: float = 1.0,
+                  mix_layers: str | None = None) -> list[Any]:
+        """The library edits that slider ``values`` (edit name -> strength) stand for, in order:
+        style mixing, truncation, then the directions and channels."""
+        from latentshop.editing.edits import StyleMix, Truncate, layer_groups
+
+        entry = self.model(s.model)
+        known = set(entry.edit_names())
+        out: list[Any] = []
+        if mix_layers and mix_layers != "none" and s.mix is not None:
+            groups = layer_groups(entry.G)
+            if mix_layers not in groups:
+                raise StudioError(f"unknown layer group {mix_layers!r}; groups are {', '.join(groups)}")
+            out.append(StyleMix(s.mix, groups[mix_layers]))
+        if not np.isfinite(truncation) or not 0.0 <= truncation <= 2.0:
+            raise StudioError("truncation must be between 0 and 2")
+        if truncation != 1.0:
+            out.append(Truncate(float(truncation)))
+        for name, v in values.items():
+            if name not in known:
+                raise StudioError(f"unknown edit {name!r} for model {s.model}")
+            v = float(v)
+            if not np.isfinite(v):
+                raise StudioError(f"{name}: the strength must be a number")
+            if v != 0.0:
+                out.append(entry.catalog.make(entry.G, name, v))
+        return out
+
+    def render(self, s: Session, values: Mapping[str, float], *, truncation: float = 1.0,
+               mix_layers: str | None = None) -> np.ndarray:
+        """The edited picture: one synthesis pass from the session's cached latent. uint8 ``[R, R, C]``."""
+        from latentshop.editing import edit
+        from latentshop.latents import synthesize
+
+        entry = self.model(s.model)
+        lat = s.latent
+        if lat is None:
+            raise StudioError("nothing to edit yet: upload a photo, pick an example or press 'Random face'")
+        edits = self.edits_for(s, values, truncation=truncation, mix_layers=mix_layers)
+        with torch.no_grad():
+            return self._to_uint8(synthesize(entry.G, edit(entry.G, lat, edits) if edits else lat))
+
+    def before(self, s: Session) -> np.ndarray | None:
+        """The unedited picture (the reconstruction of the photo, or the sample)."""
+        from latentshop.latents import synthesize
+
+        if s.latent is None:
+            return None
+        with torch.no_grad():
+            return self._to_uint8(synthesize(self.model(s.model).G, s.latent))
+
+    def export(self, s: Session, values: Mapping[str, float], *, truncation: float = 1.0, mix_layers: str | None = None,
+               sweep: str | None = None, sweep_range: float = 3.0, sweep_frames: int = 9) -> dict[str, Path]:
+        """Write the downloads into the session's folder: the edited PNG, its latent (``.npz``, for
+        ``latentshop edit``/``render``) and a GIF sweeping ``sweep`` from ``-sweep_range`` to
+        ``+sweep_range`` on top of the other edits. Returns ``{"png", "latent", "gif"}`` paths."""
+        from latentshop.data.images import save_image
+        from latentshop.data.video import write_gif
+        from latentshop.editing import edit
+        from latentshop.latents import save_latent, synthesize
+
+        entry = self.model(s.model)
+        G = entry.G
+        if s.latent is None:
+            raise StudioError("nothing to download yet: upload a photo, pick an example or press 'Random face'")
+        edits = self.edits_for(s, values, truncation=truncation, mix_layers=mix_layers)
+        with torch.no_grad():
+            lat = edit(G, s.latent, edits) if edits else s.latent
+            img = self._to_uint8(synthesize(G, lat))
+        out = {"png": s.folder / f"{s.name}-edited.png", "latent": s.folder / f"{s.name}-edited.npz",
+               "gif": s.folder / f"{s.name}-sweep.gif"}
+        save_image(img, out["png"])
+        described = [e.describe() for e in edits]
+        save_latent(lat.replace(meta={**lat.meta, "edits": described, "studio": True}), out["latent"], model=s.model)
+        sweep = sweep or (entry.edit_names() or [None])[0]
+        if sweep is None:
+            out.pop("gif")
+            return out
+        if sweep not in entry.edit_names():
+            raise StudioError(f"unknown edit {sweep!r} for the sweep")
+        if not 2 <= int(sweep_frames) <= 61 or not 0 < float(sweep_range) <= 10:
+            raise StudioError("a sweep has 2-61 frames and a range of at most 10")
+        rest = {k: v for k, v in values.items() if k != sweep}
+        strengths = np.linspace(-sweep_range, sweep_range, int(sweep_frames))
+        frames = []
+        with torch.no_grad():
+            for v in np.concatenate([strengths, strengths[-2:0:-1]]):  # there and back: loops smoothly
+                e = self.edits_for(s, {**rest, sweep: float(v)}, truncation=truncation, mix_layers=mix_layers)
+                frames.append(self._to_uint8(synthesize(G, edit(G, s.latent, e))))
+        write_gif(np.stack(frames), out["gif"], fps=12, min_size=256)
+        (s.folder / f"{s.name}-edit.json").write_text(json.dumps(
+            {"model": s.model, "source": s.source, "edits": described, "sweep": sweep}, indent=2) + "\n")
+        return out
