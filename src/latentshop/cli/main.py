@@ -12,6 +12,7 @@ from latentshop.cli.evaluator import evaluator_app
 from latentshop.cli.generate import generate, mix
 from latentshop.cli.interpolate import interpolate_command
 from latentshop.cli.invert import invert_command, render_command
+from latentshop.cli.studio import studio_command
 from latentshop.cli.train import train
 from latentshop.cli.train_encoder import train_encoder_command
 
@@ -39,6 +40,7 @@ app.add_typer(evaluator_app, name="evaluator")
 app.command("edit", help=edit_command.__doc__)(edit_command)
 app.add_typer(directions_app, name="directions")
 app.add_typer(stylespace_app, name="stylespace")
+app.command("studio", help=studio_command.__doc__)(studio_command)
 
 
 def main() -> None:

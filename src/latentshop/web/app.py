@@ -84,8 +84,9 @@ def build_app(studio: Studio, *, refine_concurrency: int = 1) -> Any:
                                           label="Example photo", visible=bool(studio.examples), elem_id="example")
                     use_example = gr.Button("Use example", visible=bool(studio.examples), elem_id="use-example")
                 with gr.Row():
-                    seed = gr.Number(value=None, label="Seed (empty: random)", precision=0, elem_id="seed")
                     random_btn = gr.Button("Random face", elem_id="random")
+                    seed = gr.Number(value=0, label="Seed", precision=0, minimum=0, elem_id="seed")
+                    seed_btn = gr.Button("Face of this seed", elem_id="seed-btn")
                 with gr.Row():
                     steps = gr.Slider(10, 500, value=100, step=10, label="Refine steps", elem_id="steps")
                 with gr.Row():
@@ -100,21 +101,21 @@ def build_app(studio: Studio, *, refine_concurrency: int = 1) -> Any:
                     after_img = gr.Image(label="After", interactive=False, format="png", height=256,
                                          elem_id="after", elem_classes="ls-img", buttons=[])
                 reset_btn = gr.Button("Reset sliders", size="sm", elem_id="reset")
+                sliders: list[Any] = []
+                panels: dict[str, Any] = {}
+                for g in GROUPS:
+                    with gr.Accordion(GROUP_TITLES[g], open=g == "attributes", visible=bool(first.sliders[g])) as acc:
+                        panels[g] = acc
+                        if g == "stylespace":
+                            gr.Markdown("The channels of the S space that most change each attribute (StyleSpace), "
+                                        "in standard deviations of the channel.")
+                        with gr.Row():
+                            for i in range(counts[g]):
+                                spec = first.slider(g, i)
+                                limit = spec.limit if spec else 5.0
+                                sliders.append(gr.Slider(-limit, limit, value=0.0, step=0.1, label=spec.label if spec else "",
+                                                         visible=spec is not None, min_width=200, elem_id=f"s-{g}-{i}"))
 
-        sliders: list[Any] = []
-        panels: dict[str, Any] = {}
-        for g in GROUPS:
-            with gr.Accordion(GROUP_TITLES[g], open=g == "attributes", visible=bool(first.sliders[g])) as acc:
-                panels[g] = acc
-                if g == "stylespace":
-                    gr.Markdown("The channels of the S space that most change each attribute (StyleSpace), "
-                                "in standard deviations of the channel.")
-                with gr.Row():
-                    for i in range(counts[g]):
-                        spec = first.slider(g, i)
-                        limit = spec.limit if spec else 5.0
-                        sliders.append(gr.Slider(-limit, limit, value=0.0, step=0.1, label=spec.label if spec else "",
-                                                 visible=spec is not None, min_width=200, elem_id=f"s-{g}-{i}"))
         with gr.Accordion("Style mixing and truncation", open=False):
             with gr.Row():
                 truncation = gr.Slider(0.0, 1.5, value=1.0, step=0.05, label="Truncation ψ (1: none; lower: nearer the average face)",
@@ -122,7 +123,7 @@ def build_app(studio: Studio, *, refine_concurrency: int = 1) -> Any:
                 mix_layers = gr.Radio(["none", "coarse", "middle", "fine"], value="none",
                                       label="Take these layers from the second picture", elem_id="mix-layers")
             with gr.Row():
-                mix_seed = gr.Number(value=None, label="Second picture: seed", precision=0, elem_id="mix-seed")
+                mix_seed = gr.Number(value=1, label="Second picture: seed", precision=0, minimum=0, elem_id="mix-seed")
                 mix_seed_btn = gr.Button("Use seed", elem_id="mix-seed-btn")
                 mix_upload = gr.File(label="…or a second photo", file_types=["image"], type="filepath", elem_id="mix-upload")
                 mix_img = gr.Image(label="Second picture", interactive=False, format="png", height=160,
@@ -178,13 +179,16 @@ def build_app(studio: Studio, *, refine_concurrency: int = 1) -> Any:
                 return gr.update(), gr.update(), gr.update(), fail(e), *[gr.update()] * 3
             return pictures(s, *args, note=f"Loaded {s.source}. Move a slider, or press Refine for a closer likeness.")
 
-        def on_random(seed_value: float | None, *args: Any) -> tuple:
+        def on_seed(seed_value: float | None, *args: Any) -> tuple:
             s = session(args[-1])
             try:
                 studio.random_face(s, seed=None if seed_value is None else int(seed_value))
             except LatentshopError as e:
-                return gr.update(), gr.update(), gr.update(), fail(e), *[gr.update()] * 3
-            return pictures(s, *args, note=f"A sample of the model: {s.source}.")
+                return gr.update(), gr.update(), gr.update(), fail(e), *[gr.update()] * 3, gr.update()
+            return *pictures(s, *args, note=f"A sample of the model: {s.source}."), s.latent.meta.get("seed")
+
+        def on_random(*args: Any) -> tuple:
+            return on_seed(None, *args)
 
         def on_refine_start(request: Any) -> None:
             session(request).cancel.clear()
@@ -275,7 +279,8 @@ def build_app(studio: Studio, *, refine_concurrency: int = 1) -> Any:
         photo_kw = dict(concurrency_id="photo", concurrency_limit=2)
         upload.upload(with_request(on_upload, len(controls) + 2), inputs=[upload, align, *controls], outputs=pics, **photo_kw)
         use_example.click(with_request(on_example, len(controls) + 2), inputs=[example, align, *controls], outputs=pics, **photo_kw)
-        random_btn.click(with_request(on_random, len(controls) + 1), inputs=[seed, *controls], outputs=pics, **photo_kw)
+        random_btn.click(with_request(on_random, len(controls)), inputs=controls, outputs=[*pics, seed], **photo_kw)
+        seed_btn.click(with_request(on_seed, len(controls) + 1), inputs=[seed, *controls], outputs=[*pics, seed], **photo_kw)
         mix_seed_btn.click(with_request(on_mix, len(controls) + 3), inputs=[mix_seed, gr.State(None), align, *controls],
                            outputs=[mix_img, after_img, status], **photo_kw)
         mix_upload.upload(with_request(on_mix, len(controls) + 3), inputs=[mix_seed, mix_upload, align, *controls],

@@ -201,6 +201,7 @@ class Studio:
         from latentshop.editing.catalog import load_catalog
 
         G = load_generator(name, device=self.device)
+        G.requires_grad_(False)  # shared by every session's thread: inversions leave it as they find it
         catalog = load_catalog(G, name)
         sliders: dict[str, list[SliderSpec]] = {g: [] for g in GROUPS}
         for d in catalog.directions:
@@ -377,19 +378,26 @@ class Studio:
         """Refine the current photo's code by optimisation (the model's hybrid or ``w+``).
 
         ``callback(step, total)`` reports progress; :meth:`cancel` stops the run, and the code found so
-        far is kept. Returns False when it was cancelled.
+        far is kept. A cancel that came before the run is honoured too: clear ``s.cancel`` when the
+        person asks for the run (the page does). Returns False when it was cancelled.
         """
         entry = self.model(s.model)
         if s.target is None:
             raise StudioError("refine needs a photo: upload one or pick an example first")
-        s.cancel.clear()
         target = s.target
 
         def report(state: Any) -> None:
             if callback is not None:
                 callback(state.step, state.total)
 
-        lat = self._invert(entry, target, entry.refine_method, steps=steps, callback=report, cancel=s.cancel)
+        from latentshop.inversion import InversionError
+
+        try:
+            lat = self._invert(entry, target, entry.refine_method, steps=steps, callback=report, cancel=s.cancel)
+        except InversionError:
+            if s.cancel.is_set():  # stopped before it began: keep the code the photo has
+                return False
+            raise
         cancelled = bool(lat.meta.get("cancelled"))
         with s.lock:
             if s.target is target:  # the tab did not load another photo meanwhile
