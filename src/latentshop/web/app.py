@@ -277,14 +277,15 @@ def build_app(studio: Studio, *, refine_concurrency: int = 1) -> Any:
             c.release(with_request(render, len(controls)), inputs=controls, outputs=[after_img, status], **render_kw)
         mix_layers.change(with_request(render, len(controls)), inputs=controls, outputs=[after_img, status], **render_kw)
         photo_kw = dict(concurrency_id="photo", concurrency_limit=2)
-        upload.upload(with_request(on_upload, len(controls) + 2), inputs=[upload, align, *controls], outputs=pics, **photo_kw)
+        upload.upload(with_request(on_upload, len(controls) + 2), inputs=[upload, align, *controls], outputs=pics, **photo_kw).then(
+            lambda: None, outputs=[upload], queue=False)  # empty the drop zone for the next photo
         use_example.click(with_request(on_example, len(controls) + 2), inputs=[example, align, *controls], outputs=pics, **photo_kw)
         random_btn.click(with_request(on_random, len(controls)), inputs=controls, outputs=[*pics, seed], **photo_kw)
         seed_btn.click(with_request(on_seed, len(controls) + 1), inputs=[seed, *controls], outputs=[*pics, seed], **photo_kw)
         mix_seed_btn.click(with_request(on_mix, len(controls) + 3), inputs=[mix_seed, gr.State(None), align, *controls],
                            outputs=[mix_img, after_img, status], **photo_kw)
         mix_upload.upload(with_request(on_mix, len(controls) + 3), inputs=[mix_seed, mix_upload, align, *controls],
-                          outputs=[mix_img, after_img, status], **photo_kw)
+                          outputs=[mix_img, after_img, status], **photo_kw).then(lambda: None, outputs=[mix_upload], queue=False)
         refine_btn.click(with_request(on_refine_start, 0), concurrency_limit=None, queue=False).then(
             with_request(on_refine, len(controls) + 1, progress=True), inputs=[steps, *controls], outputs=[before_img, after_img, status],
             concurrency_id="refine", concurrency_limit=max(1, int(refine_concurrency)))
