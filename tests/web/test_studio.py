@@ -50,7 +50,8 @@ def test_sliders_cover_every_edit_of_the_model(studio):
     attrs = {a for c in entry.catalog.channels for a in c.attributes}
     assert ss and {s.label.split(" · ")[0] for s in ss} == attrs
     best = entry.catalog.channels[0].attributes["happiness"][0]
-    assert any(s.name == f"s:{best.layer}:{best.channel}" for s in ss)
+    spec = next(s for s in ss if s.name == f"s:{best.layer}:{best.channel}")
+    assert spec.sign == (1 if best.sign >= 0 else -1)
     counts = studio.slot_counts()
     assert set(counts) == set(GROUPS)
     assert counts["attributes"] >= max(len(studio.model(m).sliders["attributes"]) for m in studio.model_names)
@@ -285,6 +286,18 @@ def test_models_dir_lists_checkpoints(tmp_path):
     with pytest.raises(CheckpointError):  # a broken checkpoint fails when it is picked, with the loader's message
         st.model(str(tmp_path / "a.pkl"))
     st.close()
+
+
+def test_stylespace_sliders_raise_their_attribute(studio):
+    s = studio.new_session("ss", model="default")
+    studio.random_face(s, seed=6)
+    entry = studio.model("default")
+    spec = next(sp for sp in entry.sliders["stylespace"] if sp.label.startswith("happiness"))
+    ch = entry.catalog.channels[0].get("happiness", 3.0)  # the channel set's own signed edit
+    from latentshop.data.images import to_uint8
+
+    want = to_uint8(synthesize(entry.G, edit(entry.G, s.latent, [ch])))[0]
+    assert np.array_equal(studio.render(s, {spec.name: 3.0}), want)
 
 
 def test_cached_latent_is_not_modified_by_edits(studio):

@@ -41,6 +41,7 @@ def studio_command(
     examples: Optional[Path] = typer.Option(None, help="Folder of example photos (default: the repository's examples/)."),
     max_upload_mb: float = typer.Option(10.0, min=0.1, max=200.0, help="Largest upload accepted, in MB."),
     refine_concurrency: int = typer.Option(1, min=1, max=16, help="Refinements (optimisations) run at once; others wait in the queue."),
+    threads: int = typer.Option(1, min=1, max=256, help="CPU threads per action (render, refine); 1 lets actions of several visitors share the cores."),
     device: str = typer.Option("auto", help="'auto', 'cpu', 'cuda' or 'cuda:N'."),
 ) -> None:
     """Start the web studio: upload a photo, edit it with sliders, download the result.
@@ -67,7 +68,7 @@ def studio_command(
         err_console.print(f"[yellow]warning:[/] listening on {host}: anyone who can reach this address can use the "
                           "studio and upload files to it (there is no login)", highlight=False)
     studio = Studio(model or ["default"], models_dir=models_dir, device=device, examples=examples,
-                    max_upload_bytes=int(max_upload_mb * 2**20))
+                    max_upload_bytes=int(max_upload_mb * 2**20), threads=threads)
     try:
         console.print(f"loading {', '.join(studio.model_names)} …", highlight=False)
         demo = launch(studio, host=host, port=port, refine_concurrency=refine_concurrency, block=False, quiet=True)
