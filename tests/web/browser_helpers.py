@@ -32,9 +32,9 @@ def free_port() -> int:
 
 def missing() -> str | None:
     """Why the browser tests cannot run here (None: they can)."""
-    try:
-        import playwright  # noqa: F401
-    except ImportError:
+    import importlib.util
+
+    if importlib.util.find_spec("playwright") is None:
         return "playwright is not installed (pip install playwright)"
     if not Path(CHROMIUM).exists():
         return f"no Chromium at {CHROMIUM} (apt-get install chromium)"
