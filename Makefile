@@ -33,7 +33,7 @@ generate: install
 	$(BIN)/latentshop generate --model "$(MODEL)" --seeds 0-7 --trunc 0.7 --outdir out/generate
 
 studio: install
-	$(BIN)/latentshop studio --model default --model synthetic --port $(PORT)
+	$(BIN)/latentshop studio --port $(PORT)
 
 test: install
 	$(BIN)/python -m pytest

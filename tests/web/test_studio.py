@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 
 from latentshop.editing import edit
+from latentshop.errors import ConfigError
 from latentshop.latents import load_latent, synthesize
 from latentshop.web.studio import GROUPS, Studio, StudioError, find_models
 
@@ -283,8 +284,48 @@ def test_models_dir_lists_checkpoints(tmp_path):
     assert st.model_names == ["default", str(tmp_path / "a.pkl"), str(tmp_path / "b.pt"), str(folder)]
     from latentshop.errors import CheckpointError
 
-    with pytest.raises(CheckpointError):  # a broken checkpoint fails when it is picked, with the loader's message
+    with pytest.raises(CheckpointError):  # a broken checkpoint fails with the loader's message
         st.model(str(tmp_path / "a.pkl"))
+    # at start-up the broken ones leave the picker, with their reasons
+    errors = st.load_all()
+    assert st.model_names == ["default"] and set(errors) == {str(tmp_path / n) for n in ("a.pkl", "b.pt", "mine")}
+    assert st.slot_counts()["ganspace"] == 20
+    st.close()
+    broken = Studio([str(tmp_path / "a.pkl")], device="cpu", root=tmp_path / "root2")
+    with pytest.raises(ConfigError, match="no model could be loaded"):
+        broken.load_all()
+    broken.close()
+
+
+def test_default_models_are_the_bundled_ones(tmp_path):
+    st = Studio(device="cpu", root=tmp_path)
+    assert st.model_names[0] == "default" and "synthetic" in st.model_names
+    st.close()
+
+
+def test_mixing_source_from_a_photo(studio):
+    s = studio.new_session("mix-photo", model="default")
+    base = studio.random_face(s, seed=11)
+    src = studio.set_mix_source(s, upload=_upload(studio, EXAMPLE, "second.jpg"), align=True)
+    assert src.shape == base.shape and s.mix_name == "second.jpg"
+    assert not np.array_equal(studio.render(s, {}, mix_layers="coarse"), base)
+    with pytest.raises(StudioError, match="No face"):
+        grad = np.tile(np.linspace(0, 255, 300, dtype=np.uint8), (300, 1))
+        p = _upload(studio, b"", "plain.png")
+        Image.fromarray(grad).save(p)
+        studio.set_mix_source(s, upload=p, align=True)
+    assert s.mix_name == "second.jpg"  # a failed second photo keeps the first
+
+
+def test_too_many_tabs_drop_the_longest_idle(tmp_path, monkeypatch):
+    import latentshop.web.studio as mod
+
+    monkeypatch.setattr(mod, "MAX_SESSIONS", 3)
+    st = Studio(["default"], device="cpu", root=tmp_path)
+    for i in range(3):
+        st.new_session(f"t{i}").touched -= 100 - i
+    st.new_session("t3")
+    assert sorted(st.session_ids()) == ["t1", "t2", "t3"]
     st.close()
 
 

@@ -33,7 +33,7 @@ def is_loopback(host: str) -> bool:
 
 @handle_errors
 def studio_command(
-    model: Optional[list[str]] = typer.Option(None, "--model", "-m", help="Model name or checkpoint path (repeatable; the first is the default). Default: the bundled 'default' model."),
+    model: Optional[list[str]] = typer.Option(None, "--model", "-m", help="Model name or checkpoint path (repeatable; the first is the default). Default: the bundled models ('default' first)."),
     models_dir: Optional[Path] = typer.Option(None, "--models-dir", help="Also offer every checkpoint in this folder (.pkl, .pt, model folders)."),
     host: str = typer.Option("127.0.0.1", help="Address to listen on. Anything but loopback needs --allow-remote."),
     port: int = typer.Option(7860, min=1, max=65535, help="Port to listen on."),
@@ -67,10 +67,12 @@ def studio_command(
                               "Pass --allow-remote to do it anyway, or keep the default --host 127.0.0.1")
         err_console.print(f"[yellow]warning:[/] listening on {host}: anyone who can reach this address can use the "
                           "studio and upload files to it (there is no login)", highlight=False)
-    studio = Studio(model or ["default"], models_dir=models_dir, device=device, examples=examples,
+    studio = Studio(model or None, models_dir=models_dir, device=device, examples=examples,
                     max_upload_bytes=int(max_upload_mb * 2**20), threads=threads)
     try:
         console.print(f"loading {', '.join(studio.model_names)} …", highlight=False)
+        for name, why in studio.load_all().items():
+            err_console.print(f"[yellow]warning:[/] {name} is left out of the model picker: {why}", highlight=False)
         demo = launch(studio, host=host, port=port, refine_concurrency=refine_concurrency, block=False, quiet=True)
         shown = f"[{host}]" if ":" in host else host
         console.print(f"latentshop studio at http://{shown}:{port}/  (Ctrl-C stops it)", highlight=False)

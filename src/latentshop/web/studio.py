@@ -54,6 +54,7 @@ EXAMPLE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 MODEL_SUFFIXES = (".pkl", ".pt", ".pth")
 STYLESPACE_TOP = 3  # channels per attribute in the StyleSpace panel
 SESSION_TTL_S = 6 * 3600  # a tab idle this long is dropped even if the browser never said goodbye
+MAX_SESSIONS = 256  # beyond this many open tabs, the longest idle one is dropped
 
 
 class StudioError(LatentshopError):
@@ -143,7 +144,8 @@ class Studio:
     """Models, sessions and the actions of the studio page.
 
     Args:
-        models: model names or checkpoint paths offered in the model picker (the first is the default).
+        models: model names or checkpoint paths offered in the model picker (the first is the default;
+            ``None``: ``default`` and every other model :func:`~latentshop.checkpoints.zoo.list_models` knows).
         models_dir: a folder whose checkpoints are offered too.
         device: where the models run (``"auto"``, ``"cpu"``, ``"cuda"``).
         examples: a folder of example photos (default: the repository's ``examples/``).
@@ -161,12 +163,16 @@ class Studio:
         (32, 32, 3)
     """
 
-    def __init__(self, models: Sequence[str] = ("default",), *, models_dir: str | Path | None = None,
+    def __init__(self, models: Sequence[str] | None = None, *, models_dir: str | Path | None = None,
                  device: str = "auto", examples: str | Path | None = None, root: str | Path | None = None,
                  max_upload_bytes: int = MAX_UPLOAD_BYTES, max_upload_pixels: int = MAX_UPLOAD_PIXELS,
                  threads: int = 1):
         from latentshop.runtime import resolve_device
 
+        if models is None:
+            from latentshop.checkpoints.zoo import list_models
+
+            models = ["default"] + [m for m in list_models() if m != "default"]
         names = [str(m) for m in models]
         if models_dir is not None:
             names += [str(p) for p in find_models(models_dir)]
@@ -193,6 +199,7 @@ class Studio:
         self.uploads.mkdir(exist_ok=True)
         self.sessions_dir.mkdir(exist_ok=True)
         self._models: dict[str, ModelEntry] = {}
+        self.load_errors: dict[str, str] = {}  # models dropped from the picker by load_all, and why
         self._sessions: dict[str, Session] = {}
         self._lock = threading.Lock()
         self._model_lock = threading.Lock()
@@ -252,8 +259,26 @@ class Studio:
         refine = "e4e+opt" if "e4e" in kinds else "w+"
         return ModelEntry(name, G, catalog, sliders, fast, refine, faces=name != "synthetic", channel_sets=channel_sets)
 
+    def load_all(self) -> dict[str, str]:
+        """Load every offered model; one that fails (a broken or foreign checkpoint) is dropped from the
+        picker, and ``{name: reason}`` of those is returned.
+
+        Raises:
+            ConfigError: no model could be loaded.
+        """
+        for name in list(self.model_names):
+            try:
+                self.model(name)
+            except LatentshopError as e:
+                self.load_errors[name] = str(e)
+                self.model_names.remove(name)
+        if not self.model_names:
+            raise ConfigError("no model could be loaded: " + "; ".join(f"{k}: {v}" for k, v in self.load_errors.items()))
+        return dict(self.load_errors)
+
     def slot_counts(self) -> dict[str, int]:
-        """How many sliders each group needs across every offered model (models are loaded)."""
+        """How many sliders each group needs across every offered model (loads them: :meth:`load_all`)."""
+        self.load_all()
         return {g: max(len(self.model(m).sliders[g]) for m in self.model_names) for g in GROUPS}
 
     # ---------------------------------------------------------------------------------------------
@@ -265,6 +290,10 @@ class Studio:
         if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", sid):
             raise StudioError("bad session id")
         self.sweep_sessions()
+        with self._lock:
+            crowd = sorted(self._sessions.values(), key=lambda x: x.touched)[:max(0, len(self._sessions) - MAX_SESSIONS + 1)]
+        for x in crowd:
+            self.end_session(x.id)
         with self._lock:
             old = self._sessions.pop(sid, None)
             if old is not None:
@@ -469,7 +498,7 @@ class Studio:
             lat, name = self._seed_latent(entry, seed), f"seed {int(seed)}"
         else:
             path = self.upload_path(upload) if example is None else self.example_path(example)
-            label = example if example is not None else "the second upload"
+            label = example if example is not None else _shown_name(path)
             target = self._target(entry, path, label, align)
             lat = self._invert(entry, target, entry.fast_method or "w+", **({} if entry.fast_method else {"steps": 50}))
             name = label
