@@ -99,9 +99,15 @@ def test_upload_reconstruct_slide_and_download(server, chromium, tmp_path):
     assert np.array_equal(to_uint8(synthesize(G, lat))[0][..., 0], png)  # the latent renders the downloaded image
     gif = Image.open(got["dl-gif"])
     assert gif.format == "GIF" and gif.n_frames > 2
-    # nothing the session made lies outside its folder
+    # nothing the session made lies outside its folder: the upload is gone once read, and every
+    # picture the page showed is served from the session's folder
     folders = _sessions(server)
     assert any((f / got["dl-png"].name).exists() for f in folders)
+    root = server.root()
+    # (Gradio's upload parser leaves an empty temporary file behind; it goes with the root at exit)
+    stray = [p for p in root.rglob("*") if p.is_file() and not p.is_relative_to(root / "sessions") and p.stat().st_size]
+    assert stray == []
+    assert image_src(page, "after").split("file=", 1)[1].startswith(str(root / "sessions"))
     page.context.close()
 
 

@@ -109,7 +109,10 @@ def test_truncation_and_style_mixing(studio):
 
 def test_photo_upload_aligns_and_encodes(studio):
     s = studio.new_session("photo", model="default")
-    target = studio.load_photo(s, upload=_upload(studio, EXAMPLE, "face.jpg"), align=True)
+    up = _upload(studio, EXAMPLE, "face.jpg")
+    target = studio.load_photo(s, upload=up, align=True)
+    assert not up.exists()  # an upload is deleted once read
+    assert s.source.startswith("face.jpg")
     assert target.shape == (64, 64, 1)
     assert s.latent is not None and s.latent.meta.get("method") == "restyle-e4e"
     rec = studio.before(s).astype(float)
@@ -136,7 +139,10 @@ def test_bad_uploads_get_clear_messages(studio):
     Image.fromarray(grad).save(p)
     with pytest.raises(StudioError, match="No face found"):
         studio.load_photo(s, upload=p, align=True)
+    assert not p.exists()  # refused uploads are deleted too
     # the same picture without alignment is simply resized and encoded
+    p = _upload(studio, b"", "sky.png")
+    Image.fromarray(grad).save(p)
     studio.load_photo(s, upload=p, align=False)
     assert s.latent is not None
 
@@ -157,6 +163,26 @@ def test_client_paths_are_never_opened(studio, tmp_path):
     with pytest.raises(StudioError, match="unknown example"):
         studio.load_photo(s, example="../../etc/passwd")
     assert s.latent is None
+
+
+def test_pictures_for_the_page_live_in_the_session_folder(studio):
+    s = studio.new_session("views", model="default")
+    img = studio.random_face(s, seed=7)
+    paths = [studio.view_file(s, img, "after") for _ in range(6)]
+    assert len(set(paths)) == 6 and all(p.is_relative_to(s.folder) for p in paths)
+    assert [p.exists() for p in paths] == [False, False, True, True, True, True]  # the last 4 are kept
+    assert np.array_equal(np.asarray(Image.open(paths[-1]))[..., None], img)
+    assert studio.view_file(s, None, "after") is None
+    with pytest.raises(StudioError):
+        studio.view_file(s, img, "../x")
+
+
+def test_another_sessions_files_are_not_uploads(studio):
+    a, b = studio.new_session("owner", model="default"), studio.new_session("thief", model="default")
+    studio.load_photo(a, example="face.jpg")
+    files = studio.export(a, {})
+    with pytest.raises(StudioError, match="not an upload"):
+        studio.load_photo(b, upload=files["png"])
 
 
 def test_sessions_are_isolated_and_cleaned_up(tmp_path):

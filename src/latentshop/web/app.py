@@ -44,8 +44,9 @@ def _gradio() -> Any:
 
 
 def build_app(studio: Studio, *, refine_concurrency: int = 1) -> Any:
-    """The Gradio Blocks of the studio (not launched). Set ``GRADIO_TEMP_DIR`` to ``studio.uploads``
-    before calling it (``launch`` does), so uploads land where the studio accepts them."""
+    """The Gradio Blocks of the studio (not launched). Set ``GRADIO_TEMP_DIR`` to ``studio.root``
+    before calling it (``launch`` does): uploads then land where the studio accepts them, and the
+    pictures it writes in session folders are served from there."""
     gr = _gradio()
     counts = studio.slot_counts()
     first = studio.model(studio.model_names[0])
@@ -56,9 +57,10 @@ def build_app(studio: Studio, *, refine_concurrency: int = 1) -> Any:
     def fail(e: Exception) -> str:
         return f"⚠️ **{e}**"
 
-    def show(img: Any) -> Any:
-        # Gradio shows (H, W) or (H, W, 3) arrays; the studio's are (H, W, C)
-        return img[..., 0] if img is not None and img.ndim == 3 and img.shape[2] == 1 else img
+    def show(s: Any, img: Any, slot: str) -> Any:
+        # served from the session's own folder (the server's cache is the studio's root)
+        path = studio.view_file(s, img, slot)
+        return None if path is None else str(path)
 
     def values_of(entry: Any, sliders: list[float]) -> dict[str, float]:
         out, k = {}, 0
@@ -151,14 +153,14 @@ def build_app(studio: Studio, *, refine_concurrency: int = 1) -> Any:
                 if s.latent is None:
                     return gr.update(), gr.update()
                 img = studio.render(s, values_of(entry, list(vals)), truncation=trunc, mix_layers=layers)
-                return show(img), gr.update()
+                return show(s, img, "after"), gr.update()
             except LatentshopError as e:
                 return gr.update(), fail(e)
 
         def pictures(s: Any, *args: Any, note: str) -> tuple:
             after = render(*args)[0]
             photo = s.target
-            return show(photo), show(studio.before(s)), after, ok(note), *[gr.update(visible=False)] * 3
+            return show(s, photo, "photo"), show(s, studio.before(s), "before"), after, ok(note), *[gr.update(visible=False)] * 3
 
         def on_upload(path: str | None, do_align: bool, *args: Any) -> tuple:
             request = args[-1]
@@ -200,7 +202,7 @@ def build_app(studio: Studio, *, refine_concurrency: int = 1) -> Any:
             except LatentshopError as e:
                 return gr.update(), gr.update(), fail(e)
             note = f"Refined: {s.source}." if done else f"Stopped early: {s.source}."
-            return show(studio.before(s)), render(*args)[0], ok(note)
+            return show(s, studio.before(s), "before"), render(*args)[0], ok(note)
 
         def on_cancel(request: Any) -> str:
             studio.cancel(session(request))
@@ -234,7 +236,7 @@ def build_app(studio: Studio, *, refine_concurrency: int = 1) -> Any:
             except LatentshopError as e:
                 return gr.update(), gr.update(), fail(e)
             note = f"Second picture: {s.mix_name}. Pick the layers to take from it." if s.mix is not None else "No second picture."
-            return show(img), render(*args)[0], ok(note)
+            return show(s, img, "mix"), render(*args)[0], ok(note)
 
         def on_export(sweep_name: str | None, *args: Any) -> tuple:
             *vals, trunc, layers, request = args
@@ -304,7 +306,7 @@ def build_app(studio: Studio, *, refine_concurrency: int = 1) -> Any:
 def launch(studio: Studio, *, host: str = "127.0.0.1", port: int = 7860, refine_concurrency: int = 1,
            block: bool = True, quiet: bool = False) -> Any:
     """Start the studio's web server (``block=False``: return the running Blocks at once)."""
-    os.environ["GRADIO_TEMP_DIR"] = str(studio.uploads)
+    os.environ["GRADIO_TEMP_DIR"] = str(studio.root)
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     gr = _gradio()

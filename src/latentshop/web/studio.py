@@ -109,6 +109,7 @@ class Session:
     cancel: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
     touched: float = field(default_factory=time.monotonic)
+    views: int = 0  # pictures written for the page so far (names them)
 
 
 def _is_model_file(p: Path) -> bool:
@@ -194,9 +195,11 @@ class Studio:
         self._own_root = root is None
         self.root = Path(tempfile.mkdtemp(prefix="latentshop-studio-")) if root is None else Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
-        self.uploads = self.root / "uploads"  # the web server's upload and output cache
+        # The web server's file cache is the whole root: uploads land in root/<hash>/ and are deleted
+        # once read; everything a session shows or offers for download is written to its own folder
+        # under root/sessions/, which the server then serves from where it is.
+        self.uploads = self.root
         self.sessions_dir = self.root / "sessions"
-        self.uploads.mkdir(exist_ok=True)
         self.sessions_dir.mkdir(exist_ok=True)
         self._models: dict[str, ModelEntry] = {}
         self.load_errors: dict[str, str] = {}  # models dropped from the picker by load_all, and why
@@ -354,9 +357,19 @@ class Studio:
         if not path:
             raise StudioError("no file was uploaded")
         p = Path(path).resolve()
-        if not p.is_relative_to(self.uploads.resolve()) or not p.is_file():
+        if not p.is_relative_to(self.uploads.resolve()) or p.is_relative_to(self.sessions_dir.resolve()) or not p.is_file():
             raise StudioError("that file is not an upload of this studio")
         return p
+
+    def _forget_upload(self, path: Path) -> None:
+        # an upload is read once: delete it (and the server's folder for it) so no photo outlives its use
+        if path.is_relative_to(self.uploads.resolve()) and not path.is_relative_to(self.sessions_dir.resolve()):
+            path.unlink(missing_ok=True)
+            if path.parent != self.uploads.resolve():
+                try:
+                    path.parent.rmdir()
+                except OSError:
+                    pass
 
     def example_path(self, name: str) -> Path:
         """An example photo, by its name in :attr:`examples`."""
@@ -416,7 +429,11 @@ class Studio:
         entry = self.model(s.model)
         path = self.upload_path(upload) if example is None else self.example_path(example)
         label = example if example is not None else _shown_name(path)
-        target = self._target(entry, path, label, align)
+        try:
+            target = self._target(entry, path, label, align)
+        finally:
+            if example is None:
+                self._forget_upload(path)
         if entry.fast_method is not None:
             lat = self._invert(entry, target, entry.fast_method)
             how = entry.fast_method
@@ -499,7 +516,11 @@ class Studio:
         else:
             path = self.upload_path(upload) if example is None else self.example_path(example)
             label = example if example is not None else _shown_name(path)
-            target = self._target(entry, path, label, align)
+            try:
+                target = self._target(entry, path, label, align)
+            finally:
+                if example is None:
+                    self._forget_upload(path)
             lat = self._invert(entry, target, entry.fast_method or "w+", **({} if entry.fast_method else {"steps": 50}))
             name = label
         s.mix, s.mix_name = lat, name
@@ -508,6 +529,25 @@ class Studio:
 
     # ---------------------------------------------------------------------------------------------
     # pictures out
+
+    def view_file(self, s: Session, img: np.ndarray | None, slot: str, *, keep: int = 4) -> Path | None:
+        """Write a picture the page shows into the session's folder (a new name each time, so the
+        browser fetches it; the last ``keep`` of each slot are kept). Returns its path."""
+        from latentshop.data.images import save_image
+
+        if img is None:
+            return None
+        if not re.fullmatch(r"[a-z]{1,16}", slot):
+            raise StudioError("bad picture slot")
+        folder = s.folder / "view"
+        folder.mkdir(parents=True, exist_ok=True)
+        with s.lock:
+            s.views += 1
+            path = folder / f"{slot}-{s.views:06d}.png"
+        save_image(img, path)
+        for old in sorted(folder.glob(f"{slot}-*.png"))[:-keep]:
+            old.unlink(missing_ok=True)
+        return path
 
     @staticmethod
     def _to_uint8(img: torch.Tensor) -> np.ndarray:
