@@ -140,7 +140,7 @@ ARM_JS = """() => { window.__t = null; window.__done = null;
 def move_slider(page: object, elem_id: str, fraction: float, *, timeout: float = 30.0) -> float | None:
     """Click the slider's track at ``fraction`` of its width (press and release), wait for the new
     After image, and return the milliseconds from release to the loaded image; ``None`` when the
-    click left the slider's value as it was (there is no new image to wait for)."""
+    click left the slider's value as it was (the page still re-renders, and that is waited for)."""
     track = page.locator(f"#{elem_id} input[type=range]")
     track.scroll_into_view_if_needed()
     box = track.bounding_box()
@@ -148,10 +148,8 @@ def move_slider(page: object, elem_id: str, fraction: float, *, timeout: float =
     page.evaluate(ARM_JS)
     page.mouse.click(box["x"] + fraction * box["width"], box["y"] + box["height"] / 2)
     new = track.input_value()
-    if new == old:
-        return None
     try:
         page.wait_for_function("window.__done !== null", timeout=timeout * 1000)
     except Exception as e:
         raise AssertionError(f"no new After image after moving {elem_id} from {old} to {new}; status: {status(page)!r}") from e
-    return float(page.evaluate("window.__done - window.__t"))
+    return None if new == old else float(page.evaluate("window.__done - window.__t"))

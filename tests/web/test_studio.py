@@ -374,3 +374,28 @@ def test_cached_latent_is_not_modified_by_edits(studio):
     for v in (-3.0, 3.0):
         studio.render(s, {"ganspace:1": v, "s:b32.conv1:71": v}, truncation=0.5)
     assert torch.equal(s.latent.tensor, t0)
+
+
+def test_a_users_checkpoint_without_edits_or_encoders(tmp_path):
+    from conftest import fixture_path
+
+    pkl = str(fixture_path("nv_a_uncond64.pkl"))
+    cond = str(fixture_path("nv_c_cond32_c5.pkl"))
+    st = Studio([pkl, cond], device="cpu", root=tmp_path / "root")
+    assert st.load_all() == {}
+    entry = st.model(pkl)
+    assert entry.edit_names() == [] and entry.fast_method is None and entry.refine_method == "w+"
+    s = st.new_session("user", model=pkl)
+    img = st.random_face(s, seed=1)
+    assert img.shape == (64, 64, 3)
+    up = st.uploads / "u1" / "face.jpg"
+    up.parent.mkdir(parents=True)
+    shutil.copyfile(EXAMPLE, up)
+    st.load_photo(s, upload=up, align=False)  # no encoder: a short w+ run gives the code
+    assert "w+" in s.source and s.latent is not None
+    files = st.export(s, {})
+    assert "gif" not in files and files["png"].exists()  # no edits, nothing to sweep
+    c = st.new_session("cond", model=cond)
+    with pytest.raises(StudioError, match="unconditional"):
+        st.random_face(c, seed=0)
+    st.close()

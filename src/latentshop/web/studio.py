@@ -159,9 +159,13 @@ class Studio:
             5.4); one each also lets a render and a refine share the cores.
 
     Example:
-        >>> studio = Studio(["synthetic"])  # doctest: +SKIP
-        >>> s = studio.new_session("tab1"); studio.random_face(s, seed=3).shape  # doctest: +SKIP
-        (32, 32, 3)
+        >>> studio = Studio(["synthetic"], device="cpu")
+        >>> tab = studio.new_session("tab1")
+        >>> studio.random_face(tab, seed=3).shape
+        (64, 64, 3)
+        >>> studio.render(tab, {"smile": 2.0}).dtype
+        dtype('uint8')
+        >>> studio.close()
     """
 
     def __init__(self, models: Sequence[str] | None = None, *, models_dir: str | Path | None = None,
