@@ -179,3 +179,25 @@ def test_model_picker_switches_sliders(server, chromium):
     wait_status(page, "A sample")
     assert _png(image_bytes(page, "before")).shape == (64, 64, 3)
     page.context.close()
+
+
+def test_style_mixing_and_truncation_in_the_page(server, chromium):
+    page = open_page(chromium, server.url)
+    page.click("#random")
+    wait_status(page, "A sample")
+    page.get_by_text("Style mixing and truncation", exact=True).click()
+    page.wait_for_selector("#mix-seed-btn", state="visible")
+    page.locator("#mix-seed input").fill("7")
+    page.click("#mix-seed-btn")
+    wait_status(page, "Second picture: seed 7")
+    assert image_src(page, "mix-img") is not None
+    plain = _png(image_bytes(page, "after"))
+    old = image_src(page, "after")
+    page.locator("#mix-layers").get_by_text("coarse", exact=True).click()
+    page.wait_for_function("o => { const i = document.querySelector('#after img'); return i && i.src !== o; }", arg=old,
+                           timeout=30_000)
+    mixed = _png(image_bytes(page, "after"))
+    assert not np.array_equal(mixed, plain)
+    move_slider(page, "truncation", 0.05)  # near psi 0: towards the average face
+    assert not np.array_equal(_png(image_bytes(page, "after")), mixed)
+    page.context.close()
