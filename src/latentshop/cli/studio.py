@@ -48,7 +48,7 @@ def studio_command(
 
     Examples:
 
-      latentshop studio                      # the bundled default model, at http://127.0.0.1:7860
+      latentshop studio                      # the bundled models (default first), at http://127.0.0.1:7860
 
       latentshop studio --model default --model synthetic --port 8000
 

@@ -423,14 +423,10 @@ class Studio:
         t = torch.from_numpy(target.transpose(2, 0, 1).astype(np.float32) / 127.5 - 1)[None].to(self.device)
         return invert(entry.G, t, method=method, **kw)
 
-    def load_photo(self, s: Session, *, upload: str | Path | None = None, example: str | None = None,
-                   align: bool = True) -> np.ndarray:
-        """Take a photo (an upload or an example), align it and give it a quick code.
-
-        The code comes from the model's encoder (ReStyle, a few milliseconds); a model without one is
-        inverted with a short ``w+`` run instead. Returns the aligned photo, uint8 ``[R, R, C]``.
-        """
-        entry = self.model(s.model)
+    def _quick_code(self, entry: ModelEntry, upload: str | Path | None, example: str | None,
+                    align: bool) -> tuple[np.ndarray, str, Any]:
+        """(aligned photo, its name for the page, its quick code) of an upload or an example; the
+        upload is deleted once read, whatever the outcome."""
         path = self.upload_path(upload) if example is None else self.example_path(example)
         label = example if example is not None else _shown_name(path)
         try:
@@ -439,11 +435,19 @@ class Studio:
             if example is None:
                 self._forget_upload(path)
         if entry.fast_method is not None:
-            lat = self._invert(entry, target, entry.fast_method)
-            how = entry.fast_method
-        else:
-            lat = self._invert(entry, target, "w+", steps=50)
-            how = "w+ (50 steps; this model has no encoder)"
+            return target, label, self._invert(entry, target, entry.fast_method)
+        return target, label, self._invert(entry, target, "w+", steps=50)
+
+    def load_photo(self, s: Session, *, upload: str | Path | None = None, example: str | None = None,
+                   align: bool = True) -> np.ndarray:
+        """Take a photo (an upload or an example), align it and give it a quick code.
+
+        The code comes from the model's encoder (ReStyle, a few milliseconds); a model without one is
+        inverted with a short ``w+`` run instead. Returns the aligned photo, uint8 ``[R, R, C]``.
+        """
+        entry = self.model(s.model)
+        target, label, lat = self._quick_code(entry, upload, example, align)
+        how = entry.fast_method or "w+ (50 steps; this model has no encoder)"
         with s.lock:
             s.latent, s.target = lat, target
             s.name = re.sub(r"[^A-Za-z0-9_-]+", "_", Path(label).stem)[:40] or "photo"
@@ -518,15 +522,7 @@ class Studio:
         if seed is not None:
             lat, name = self._seed_latent(entry, seed), f"seed {int(seed)}"
         else:
-            path = self.upload_path(upload) if example is None else self.example_path(example)
-            label = example if example is not None else _shown_name(path)
-            try:
-                target = self._target(entry, path, label, align)
-            finally:
-                if example is None:
-                    self._forget_upload(path)
-            lat = self._invert(entry, target, entry.fast_method or "w+", **({} if entry.fast_method else {"steps": 50}))
-            name = label
+            _, name, lat = self._quick_code(entry, upload, example, align)
         s.mix, s.mix_name = lat, name
         with torch.no_grad():
             return self._to_uint8(synthesize(entry.G, lat))
