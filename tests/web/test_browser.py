@@ -157,8 +157,17 @@ def test_refine_shows_progress_can_stop_and_does_not_block_others(server, chromi
     steps = a.locator("#steps input[type=number]")
     steps.fill("500")
     steps.press("Enter")
+    first = image_src(a, "before")
     a.click("#refine")
-    a.wait_for_selector("text=refining", timeout=30_000)  # the progress bar
+    wait_status(a, "Refining… step", timeout=30)
+    bar = a.locator("#refine-progress progress")  # the progress bar moves
+    bar.wait_for(timeout=30_000)
+    v0 = int(bar.get_attribute("value"))
+    a.wait_for_function("v => Number(document.querySelector('#refine-progress progress').value) > v", arg=v0, timeout=30_000)
+    assert int(bar.get_attribute("max")) == 500
+    # and the code so far is shown live
+    a.wait_for_function("o => { const i = document.querySelector('#before img'); return i && i.src !== o; }", arg=first,
+                        timeout=30_000)
     move_slider(b, "s-attributes-1", 0.8, timeout=20)  # b's slider is served while a optimises
     assert "Refined" not in status(a) and "Stopped" not in status(a)
     a.click("#cancel")

@@ -240,9 +240,11 @@ def test_refine_improves_and_can_be_cancelled(studio):
     s = studio.new_session("refine", model="default")
     target = studio.load_photo(s, example="face.jpg", align=True).astype(float)
     err0 = np.abs(studio.before(s) - target).mean()
-    seen = []
-    assert studio.refine(s, steps=20, callback=lambda k, t: seen.append((k, t))) is True
+    seen, previews = [], []
+    assert studio.refine(s, steps=20, callback=lambda k, t: seen.append((k, t)), preview=previews.append, preview_every=5) is True
     assert seen and seen[-1][1] == 20
+    assert len(previews) == 4 and all(p.generator == s.latent.generator for p in previews)
+    assert np.array_equal(studio.before(s, previews[-1]), studio.before(s))  # the last preview is the result
     assert np.abs(studio.before(s) - target).mean() < err0
     assert "refined" in s.source
     # stop after a few steps: the code so far is kept and marked

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import threading
 from typing import Any
 
 from latentshop.errors import LatentshopError
@@ -23,6 +24,8 @@ __all__ = ["build_app", "launch"]
 CSS = """
 .ls-img img { width: 100% !important; height: 100% !important; object-fit: contain; image-rendering: auto; }
 #status { min-height: 2.2em; }
+.ls-bar { display: flex; align-items: center; gap: 0.6em; }
+.ls-bar progress { flex: 1; height: 0.9em; accent-color: #f97316; }
 #status p { margin: 0.2em 0; }
 footer { display: none !important; }
 """
@@ -94,6 +97,7 @@ def build_app(studio: Studio, *, refine_concurrency: int = 1) -> Any:
                 with gr.Row():
                     refine_btn = gr.Button("Refine", variant="primary", elem_id="refine")
                     cancel_btn = gr.Button("Stop", variant="stop", elem_id="cancel")
+                refine_bar = gr.HTML("", elem_id="refine-progress")
             with gr.Column(scale=2):
                 with gr.Row():
                     photo_img = gr.Image(label="Photo (aligned)", interactive=False, format="png", height=256,
@@ -195,14 +199,38 @@ def build_app(studio: Studio, *, refine_concurrency: int = 1) -> Any:
         def on_refine_start(request: Any) -> None:
             session(request).cancel.clear()
 
-        def on_refine(n_steps: float, *args: Any, progress: Any = gr.Progress()) -> tuple:
+        def on_refine(n_steps: float, *args: Any, progress: Any = gr.Progress()) -> Any:
+            # the optimisation runs in its own thread; this generator shows its code so far twice a second
             s = session(args[-1])
-            try:
-                done = studio.refine(s, steps=int(n_steps), callback=lambda k, t: progress((k, t), desc="refining"))
-            except LatentshopError as e:
-                return gr.update(), gr.update(), fail(e)
-            note = f"Refined: {s.source}." if done else f"Stopped early: {s.source}."
-            return show(s, studio.before(s), "before"), render(*args)[0], ok(note)
+            box: dict[str, Any] = {"k": 0, "t": int(n_steps), "lat": None, "done": None, "error": None}
+
+            def work() -> None:
+                try:
+                    box["done"] = studio.refine(s, steps=int(n_steps), callback=lambda k, t: box.update(k=k, t=t),
+                                                preview=lambda lat: box.update(lat=lat))
+                except LatentshopError as e:
+                    box["error"] = e
+
+            def bar() -> str:
+                k, t = int(box["k"]), max(1, int(box["t"]))
+                return (f'<div class="ls-bar"><progress max="{t}" value="{k}"></progress> '
+                        f'<span>refining: step {k} of {t}</span></div>')
+
+            worker = threading.Thread(target=work, name="studio-refine", daemon=True)
+            worker.start()
+            shown = None
+            while worker.is_alive():
+                worker.join(0.4)
+                progress((box["k"], box["t"]), desc="refining")
+                if box["lat"] is not None and box["lat"] is not shown:
+                    shown = box["lat"]
+                    yield (show(s, studio.before(s, shown), "before"), gr.update(),
+                           ok(f"Refining… step {box['k']} of {box['t']} (Stop keeps the code so far)"), bar())
+            if box["error"] is not None:
+                yield gr.update(), gr.update(), fail(box["error"]), ""
+                return
+            note = f"Refined: {s.source}." if box["done"] else f"Stopped early: {s.source}."
+            yield show(s, studio.before(s), "before"), render(*args)[0], ok(note), ""
 
         def on_cancel(request: Any) -> str:
             studio.cancel(session(request))
@@ -260,10 +288,15 @@ def build_app(studio: Studio, *, refine_concurrency: int = 1) -> Any:
         def with_request(fn: Any, n_inputs: int, *, progress: bool = False) -> Any:
             # Gradio injects gr.Request (and gr.Progress) only into named positional parameters, so the
             # wrapper gets a signature of n_inputs values followed by them.
-            def wrapper(*args: Any) -> Any:
-                if progress:
-                    return fn(*args[:-1], progress=args[-1])
-                return fn(*args)
+            def call(args: tuple) -> Any:
+                return fn(*args[:-1], progress=args[-1]) if progress else fn(*args)
+
+            if inspect.isgeneratorfunction(fn):  # Gradio streams only what a generator function yields
+                def wrapper(*args: Any) -> Any:
+                    yield from call(args)
+            else:
+                def wrapper(*args: Any) -> Any:
+                    return call(args)
             params = [inspect.Parameter(f"v{i}", inspect.Parameter.POSITIONAL_ONLY) for i in range(n_inputs)]
             params.append(inspect.Parameter("request", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=gr.Request))
             if progress:
@@ -289,7 +322,8 @@ def build_app(studio: Studio, *, refine_concurrency: int = 1) -> Any:
         mix_upload.upload(with_request(on_mix, len(controls) + 3), inputs=[mix_seed, mix_upload, align, *controls],
                           outputs=[mix_img, after_img, status], **photo_kw).then(lambda: None, outputs=[mix_upload], queue=False)
         refine_btn.click(with_request(on_refine_start, 0), concurrency_limit=None, queue=False).then(
-            with_request(on_refine, len(controls) + 1, progress=True), inputs=[steps, *controls], outputs=[before_img, after_img, status],
+            with_request(on_refine, len(controls) + 1, progress=True), inputs=[steps, *controls],
+            outputs=[before_img, after_img, status, refine_bar], show_progress="minimal",
             concurrency_id="refine", concurrency_limit=max(1, int(refine_concurrency)))
         cancel_btn.click(with_request(on_cancel, 0), outputs=[status], concurrency_limit=None, queue=False)
         model.change(with_request(on_model, 1), inputs=[model],

@@ -454,11 +454,13 @@ class Studio:
             s.source = f"{label}, {how} code"
         return target
 
-    def refine(self, s: Session, *, steps: int | None = None, callback: Callable[[int, int], None] | None = None) -> bool:
+    def refine(self, s: Session, *, steps: int | None = None, callback: Callable[[int, int], None] | None = None,
+               preview: Callable[[Any], None] | None = None, preview_every: int = 10) -> bool:
         """Refine the current photo's code by optimisation (the model's hybrid or ``w+``).
 
-        ``callback(step, total)`` reports progress; :meth:`cancel` stops the run, and the code found so
-        far is kept. A cancel that came before the run is honoured too: clear ``s.cancel`` when the
+        ``callback(step, total)`` reports progress and ``preview(latent)`` gets the code so far every
+        ``preview_every`` steps (for a live picture); :meth:`cancel` stops the run, and the code found
+        so far is kept. A cancel that came before the run is honoured too: clear ``s.cancel`` when the
         person asks for the run (the page does). Returns False when it was cancelled.
         """
         entry = self.model(s.model)
@@ -469,6 +471,8 @@ class Studio:
         def report(state: Any) -> None:
             if callback is not None:
                 callback(state.step, state.total)
+            if preview is not None and state.stage == "latent" and (state.step % max(1, preview_every) == 0):
+                preview(state.latent())
 
         from latentshop.inversion import InversionError
 
@@ -601,14 +605,16 @@ class Studio:
         with torch.no_grad():
             return self._to_uint8(synthesize(entry.G, edit(entry.G, lat, edits) if edits else lat))
 
-    def before(self, s: Session) -> np.ndarray | None:
-        """The unedited picture (the reconstruction of the photo, or the sample)."""
+    def before(self, s: Session, latent: Any = None) -> np.ndarray | None:
+        """The unedited picture: of the session's code (the reconstruction of the photo, or the
+        sample), or of ``latent`` (e.g. a refinement's code so far)."""
         from latentshop.latents import synthesize
 
-        if s.latent is None:
+        lat = s.latent if latent is None else latent
+        if lat is None:
             return None
         with torch.no_grad():
-            return self._to_uint8(synthesize(self.model(s.model).G, s.latent))
+            return self._to_uint8(synthesize(self.model(s.model).G, lat))
 
     def export(self, s: Session, values: Mapping[str, float], *, truncation: float = 1.0, mix_layers: str | None = None,
                sweep: str | None = None, sweep_range: float = 3.0, sweep_frames: int = 9) -> dict[str, Path]:
