@@ -28,7 +28,15 @@ class CheckpointError(LatentshopError):
 
 
 class ImageError(LatentshopError):
-    """An image file cannot be decoded, or is not usable as input."""
+    """An image file cannot be decoded, or is not usable as input.
+
+    ``kind`` names the problem when it is known (``"empty"``, ``"not-an-image"``, ``"corrupt"``,
+    ``"too-large"``, ``"unreadable"``...), for callers that answer each differently.
+    """
+
+    def __init__(self, message: str, kind: str | None = None):
+        super().__init__(message)
+        self.kind = kind
 
 
 class ShapeError(LatentshopError):

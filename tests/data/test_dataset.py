@@ -351,3 +351,24 @@ def test_lfw_faces_subset(tmp_path):
     assert all(f["labels"]["split"] == "test" and "person" in f["labels"] for f in meta["files"])
     prepared = ImageFolderDataset(tmp_path / "lfw64", use_labels=True, label_key="expression", classes=ds.classes)
     assert prepared.image_shape == [1, 64, 64] and len(prepared) <= 24
+
+
+def test_single_image_errors_name_their_kind(tmp_path):
+    from latentshop.data.dataset import load_image, open_image
+
+    cases = {"notes.png": b"not a picture\n" * 20, "empty.jpg": b""}
+    for name, data in cases.items():
+        (tmp_path / name).write_bytes(data)
+    with pytest.raises(ImageError) as e:
+        open_image(tmp_path / "notes.png")
+    assert e.value.kind == "not-an-image"
+    with pytest.raises(ImageError) as e:
+        load_image(tmp_path / "empty.jpg")
+    assert e.value.kind == "empty"
+    Image.new("L", (300, 300)).save(tmp_path / "big.png")
+    with pytest.raises(ImageError) as e:
+        open_image(tmp_path / "big.png", max_pixels=1000)
+    assert e.value.kind == "too-large"
+    with pytest.raises(ImageError) as e:
+        open_image(tmp_path / "missing.png")
+    assert e.value.kind == "unreadable"

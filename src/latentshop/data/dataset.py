@@ -141,6 +141,7 @@ class _Skip(Exception):
 
     def __init__(self, kind: str, detail: str):
         super().__init__(f"{kind}: {detail}")
+        self.kind = kind
         self.reason = f"{kind}: {detail}"
 
 
@@ -447,13 +448,13 @@ def load_image(path: str | os.PathLike, *, res: int | None = None, channels: int
     try:
         data = Path(path).read_bytes()
     except OSError as e:
-        raise ImageError(f"{path}: cannot read the file ({e.strerror or e})") from None
+        raise ImageError(f"{path}: cannot read the file ({e.strerror or e})", kind="unreadable") from None
     try:
         img = _to_channels(_to_l_or_rgb(_decode(data, max_pixels=max_pixels), background), channels)
         if res is not None:
             img = _square_resize(img, res)
     except _Skip as e:
-        raise ImageError(f"{path}: {e.reason}") from None
+        raise ImageError(f"{path}: {e.reason}", kind=e.kind) from None
     a = np.asarray(img, dtype=np.float32).reshape(img.size[1], img.size[0], channels)
     return torch.from_numpy(a.transpose(2, 0, 1).copy()).div_(127.5).sub_(1.0)
 
@@ -471,11 +472,11 @@ def open_image(path: str | os.PathLike, *, background: int = 255, max_pixels: in
     try:
         data = Path(path).read_bytes()
     except OSError as e:
-        raise ImageError(f"{path}: cannot read the file ({e.strerror or e})") from None
+        raise ImageError(f"{path}: cannot read the file ({e.strerror or e})", kind="unreadable") from None
     try:
         return _to_l_or_rgb(_decode(data, max_pixels=max_pixels), background)
     except _Skip as e:
-        raise ImageError(f"{path}: {e.reason}") from None
+        raise ImageError(f"{path}: {e.reason}", kind=e.kind) from None
 
 
 def _write_png(img: Image.Image, path: Path) -> None:

@@ -42,7 +42,7 @@ def _gradio() -> Any:
     except ImportError:
         from latentshop.errors import ConfigError
 
-        raise ConfigError("the studio needs Gradio: pip install 'latentshop[studio]' (or pip install gradio)") from None
+        raise ConfigError("the studio needs Gradio, a dependency of latentshop: pip install 'gradio>=6,<7'") from None
     return gr
 
 
@@ -53,9 +53,6 @@ def build_app(studio: Studio, *, refine_concurrency: int = 1) -> Any:
     gr = _gradio()
     counts = studio.slot_counts()
     first = studio.model(studio.model_names[0])
-
-    def ok(text: str) -> str:
-        return text
 
     def fail(e: Exception) -> str:
         return f"⚠️ **{e}**"
@@ -164,26 +161,21 @@ def build_app(studio: Studio, *, refine_concurrency: int = 1) -> Any:
         def pictures(s: Any, *args: Any, note: str) -> tuple:
             after = render(*args)[0]
             photo = s.target
-            return show(s, photo, "photo"), show(s, studio.before(s), "before"), after, ok(note), *[gr.update(visible=False)] * 3
+            return show(s, photo, "photo"), show(s, studio.before(s), "before"), after, note, *[gr.update(visible=False)] * 3
 
-        def on_upload(path: str | None, do_align: bool, *args: Any) -> tuple:
-            request = args[-1]
-            s = session(request)
-            if not path:
-                return (gr.update(),) * 7
-            try:
-                studio.load_photo(s, upload=path, align=do_align)
-            except LatentshopError as e:
-                return gr.update(), gr.update(), gr.update(), fail(e), *[gr.update()] * 3
-            return pictures(s, *args, note=f"Loaded {s.source}. Move a slider, or press Refine for a closer likeness.")
-
-        def on_example(name: str | None, do_align: bool, *args: Any) -> tuple:
+        def load(args: tuple, **where: Any) -> tuple:
             s = session(args[-1])
             try:
-                studio.load_photo(s, example=name, align=do_align)
+                studio.load_photo(s, **where)
             except LatentshopError as e:
                 return gr.update(), gr.update(), gr.update(), fail(e), *[gr.update()] * 3
             return pictures(s, *args, note=f"Loaded {s.source}. Move a slider, or press Refine for a closer likeness.")
+
+        def on_upload(path: str | None, do_align: bool, *args: Any) -> tuple:
+            return load(args, upload=path, align=do_align) if path else (gr.update(),) * 7
+
+        def on_example(name: str | None, do_align: bool, *args: Any) -> tuple:
+            return load(args, example=name, align=do_align)
 
         def on_seed(seed_value: float | None, *args: Any) -> tuple:
             s = session(args[-1])
@@ -225,16 +217,16 @@ def build_app(studio: Studio, *, refine_concurrency: int = 1) -> Any:
                 if box["lat"] is not None and box["lat"] is not shown:
                     shown = box["lat"]
                     yield (show(s, studio.before(s, shown), "before"), gr.update(),
-                           ok(f"Refining… step {box['k']} of {box['t']} (Stop keeps the code so far)"), bar())
+                           f"Refining… step {box['k']} of {box['t']} (Stop keeps the code so far)", bar())
             if box["error"] is not None:
                 yield gr.update(), gr.update(), fail(box["error"]), ""
                 return
             note = f"Refined: {s.source}." if box["done"] else f"Stopped early: {s.source}."
-            yield show(s, studio.before(s), "before"), render(*args)[0], ok(note), ""
+            yield show(s, studio.before(s), "before"), render(*args)[0], note, ""
 
         def on_cancel(request: Any) -> str:
             studio.cancel(session(request))
-            return ok("Stopping the refinement…")
+            return "Stopping the refinement…"
 
         def on_model(name: str, request: Any) -> tuple:
             s = session(request)
@@ -250,7 +242,7 @@ def build_app(studio: Studio, *, refine_concurrency: int = 1) -> Any:
                                gr.update(visible=True, value=0.0, label=spec.label, minimum=-spec.limit, maximum=spec.limit))
             acc = [gr.update(visible=bool(entry.sliders[g])) for g in GROUPS]
             names = entry.edit_names()
-            return (ok(f"Model {name}: {len(names)} edits. Load a photo or press Random face."), *ups, *acc,
+            return (f"Model {name}: {len(names)} edits. Load a photo or press Random face.", *ups, *acc,
                     None, None, None, None, gr.update(value=entry.faces),
                     gr.update(choices=names, value=(names or [None])[0]), "none")
 
@@ -264,7 +256,7 @@ def build_app(studio: Studio, *, refine_concurrency: int = 1) -> Any:
             except LatentshopError as e:
                 return gr.update(), gr.update(), fail(e)
             note = f"Second picture: {s.mix_name}. Pick the layers to take from it." if s.mix is not None else "No second picture."
-            return show(s, img, "mix"), render(*args)[0], ok(note)
+            return show(s, img, "mix"), render(*args)[0], note
 
         def on_export(sweep_name: str | None, *args: Any) -> tuple:
             *vals, trunc, layers, request = args
@@ -274,9 +266,9 @@ def build_app(studio: Studio, *, refine_concurrency: int = 1) -> Any:
                                       sweep=sweep_name)
             except LatentshopError as e:
                 return fail(e), *[gr.update(visible=False)] * 3
-            return (ok("Downloads ready."), gr.update(value=str(files["png"]), visible=True),
+            return ("Downloads ready.", gr.update(value=str(files["png"]), visible=True),
                     gr.update(value=str(files["latent"]), visible=True),
-                    gr.update(value=str(files["gif"]), visible="gif" in files) if "gif" in files else gr.update(visible=False))
+                    gr.update(value=str(files["gif"]), visible=True) if "gif" in files else gr.update(visible=False))
 
         def on_reset(*args: Any) -> tuple:
             return (*[0.0] * len(sliders), 1.0, "none")

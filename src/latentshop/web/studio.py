@@ -85,12 +85,15 @@ class ModelEntry:
     faces: bool  # photos are face-aligned by default
     channel_sets: dict[str, Any] = field(default_factory=dict)  # StyleSpace slider name -> its ChannelSet (its units)
 
+    def __post_init__(self) -> None:
+        self.by_name = {sp.name: sp for g in GROUPS for sp in self.sliders.get(g, [])}
+
     def slider(self, group: str, index: int) -> SliderSpec | None:
         specs = self.sliders.get(group, [])
         return specs[index] if 0 <= index < len(specs) else None
 
     def edit_names(self) -> list[str]:
-        return [s.name for g in GROUPS for s in self.sliders.get(g, [])]
+        return list(self.by_name)
 
 
 @dataclass
@@ -366,14 +369,14 @@ class Studio:
         return p
 
     def _forget_upload(self, path: Path) -> None:
-        # an upload is read once: delete it (and the server's folder for it) so no photo outlives its use
-        if path.is_relative_to(self.uploads.resolve()) and not path.is_relative_to(self.sessions_dir.resolve()):
-            path.unlink(missing_ok=True)
-            if path.parent != self.uploads.resolve():
-                try:
-                    path.parent.rmdir()
-                except OSError:
-                    pass
+        # an upload (checked by upload_path) is read once: delete it, and the server's folder for it,
+        # so no photo outlives its use
+        path.unlink(missing_ok=True)
+        if path.parent != self.uploads.resolve():
+            try:
+                path.parent.rmdir()
+            except OSError:
+                pass
 
     def example_path(self, name: str) -> Path:
         """An example photo, by its name in :attr:`examples`."""
@@ -391,10 +394,10 @@ class Studio:
         try:
             return open_image(path, max_pixels=self.max_upload_pixels)
         except ImageError as e:
-            reason = str(e).split(": ", 1)[-1]
-            if "cannot identify" in reason or "0 bytes" in reason:
+            reason = str(e).split(": ", 1)[-1]  # without the server's path
+            if e.kind in ("not-an-image", "empty"):
                 raise StudioError(f"{label} is not an image ({reason}). Upload a JPEG, PNG or WebP photo.") from None
-            if "limit" in reason or "decompression" in reason.lower():
+            if e.kind == "too-large":
                 raise StudioError(f"{label} is too large: {reason}. Use a smaller photo.") from None
             raise StudioError(f"{label} cannot be read: {reason}. Upload another photo.") from None
 
@@ -517,8 +520,6 @@ class Studio:
 
         With none of them the mixing source is cleared. Returns the source's rendering.
         """
-        from latentshop.latents import synthesize
-
         entry = self.model(s.model)
         if seed is None and upload is None and example is None:
             s.mix, s.mix_name = None, ""
@@ -528,8 +529,7 @@ class Studio:
         else:
             _, name, lat = self._quick_code(entry, upload, example, align)
         s.mix, s.mix_name = lat, name
-        with torch.no_grad():
-            return self._to_uint8(synthesize(entry.G, lat))
+        return self._picture(entry, lat)
 
     # ---------------------------------------------------------------------------------------------
     # pictures out
@@ -554,10 +554,14 @@ class Studio:
         return path
 
     @staticmethod
-    def _to_uint8(img: torch.Tensor) -> np.ndarray:
+    def _picture(entry: ModelEntry, latent: Any, edits: Sequence[Any] = ()) -> np.ndarray:
+        """One synthesis pass of ``latent`` with ``edits``: uint8 ``[R, R, C]``."""
         from latentshop.data.images import to_uint8
+        from latentshop.editing import edit
+        from latentshop.latents import synthesize
 
-        return to_uint8(img)[0]
+        with torch.no_grad():
+            return to_uint8(synthesize(entry.G, edit(entry.G, latent, edits) if edits else latent))[0]
 
     def edits_for(self, s: Session, values: Mapping[str, float], *, truncation: float = 1.0,
                   mix_layers: str | None = None) -> list[Any]:
@@ -567,7 +571,6 @@ class Studio:
         from latentshop.editing.edits import StyleMix, Truncate, layer_groups
 
         entry = self.model(s.model)
-        signs = {sp.name: sp.sign for g in GROUPS for sp in entry.sliders.get(g, [])}
         out: list[Any] = []
         if mix_layers and mix_layers != "none" and s.mix is not None:
             groups = layer_groups(entry.G)
@@ -579,14 +582,14 @@ class Studio:
         if truncation != 1.0:
             out.append(Truncate(float(truncation)))
         for name, v in values.items():
-            if name not in signs:
+            if name not in entry.by_name:
                 raise StudioError(f"unknown edit {name!r} for model {s.model}")
             v = float(v)
             if not np.isfinite(v):
                 raise StudioError(f"{name}: the strength must be a number")
             if v != 0.0 and name in entry.channel_sets:  # in the units the channel file measured its effect in
                 layer, channel = name[2:].rsplit(":", 1)
-                out.append(entry.channel_sets[name].channel_edit(layer, int(channel), v * signs[name]))
+                out.append(entry.channel_sets[name].channel_edit(layer, int(channel), v * entry.by_name[name].sign))
             elif v != 0.0:
                 out.append(entry.catalog.make(entry.G, name, v))
         return out
@@ -594,27 +597,16 @@ class Studio:
     def render(self, s: Session, values: Mapping[str, float], *, truncation: float = 1.0,
                mix_layers: str | None = None) -> np.ndarray:
         """The edited picture: one synthesis pass from the session's cached latent. uint8 ``[R, R, C]``."""
-        from latentshop.editing import edit
-        from latentshop.latents import synthesize
-
-        entry = self.model(s.model)
-        lat = s.latent
-        if lat is None:
+        if s.latent is None:
             raise StudioError("nothing to edit yet: upload a photo, pick an example or press 'Random face'")
         edits = self.edits_for(s, values, truncation=truncation, mix_layers=mix_layers)
-        with torch.no_grad():
-            return self._to_uint8(synthesize(entry.G, edit(entry.G, lat, edits) if edits else lat))
+        return self._picture(self.model(s.model), s.latent, edits)
 
     def before(self, s: Session, latent: Any = None) -> np.ndarray | None:
         """The unedited picture: of the session's code (the reconstruction of the photo, or the
         sample), or of ``latent`` (e.g. a refinement's code so far)."""
-        from latentshop.latents import synthesize
-
         lat = s.latent if latent is None else latent
-        if lat is None:
-            return None
-        with torch.no_grad():
-            return self._to_uint8(synthesize(self.model(s.model).G, lat))
+        return None if lat is None else self._picture(self.model(s.model), lat)
 
     def export(self, s: Session, values: Mapping[str, float], *, truncation: float = 1.0, mix_layers: str | None = None,
                sweep: str | None = None, sweep_range: float = 3.0, sweep_frames: int = 9) -> dict[str, Path]:
@@ -624,16 +616,15 @@ class Studio:
         from latentshop.data.images import save_image
         from latentshop.data.video import write_gif
         from latentshop.editing import edit
-        from latentshop.latents import save_latent, synthesize
+        from latentshop.latents import save_latent
 
         entry = self.model(s.model)
-        G = entry.G
         if s.latent is None:
             raise StudioError("nothing to download yet: upload a photo, pick an example or press 'Random face'")
         edits = self.edits_for(s, values, truncation=truncation, mix_layers=mix_layers)
         with torch.no_grad():
-            lat = edit(G, s.latent, edits) if edits else s.latent
-            img = self._to_uint8(synthesize(G, lat))
+            lat = edit(entry.G, s.latent, edits) if edits else s.latent
+        img = self._picture(entry, lat)
         out = {"png": s.folder / f"{s.name}-edited.png", "latent": s.folder / f"{s.name}-edited.npz",
                "gif": s.folder / f"{s.name}-sweep.gif"}
         save_image(img, out["png"])
@@ -649,11 +640,9 @@ class Studio:
             raise StudioError("a sweep has 2-61 frames and a range of at most 10")
         rest = {k: v for k, v in values.items() if k != sweep}
         strengths = np.linspace(-sweep_range, sweep_range, int(sweep_frames))
-        frames = []
-        with torch.no_grad():
-            for v in np.concatenate([strengths, strengths[-2:0:-1]]):  # there and back: loops smoothly
-                e = self.edits_for(s, {**rest, sweep: float(v)}, truncation=truncation, mix_layers=mix_layers)
-                frames.append(self._to_uint8(synthesize(G, edit(G, s.latent, e))))
+        frames = [self._picture(entry, s.latent, self.edits_for(s, {**rest, sweep: float(v)}, truncation=truncation,
+                                                                 mix_layers=mix_layers))
+                  for v in np.concatenate([strengths, strengths[-2:0:-1]])]  # there and back: loops smoothly
         write_gif(np.stack(frames), out["gif"], fps=12, min_size=256)
         (s.folder / f"{s.name}-edit.json").write_text(json.dumps(
             {"model": s.model, "source": s.source, "edits": described, "sweep": sweep}, indent=2) + "\n")
