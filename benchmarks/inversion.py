@@ -25,6 +25,13 @@ target and reconstruction, on the lfw-faces test split (already aligned) and on 
 ``../shared/data/faces`` (FFHQ-aligned by ``latentshop.data.align`` first; photos with no face are
 counted). Identity on a 64-px grayscale crop is upsampled for dlib; compare methods, not absolutes.
 
+Every row records the run that measured it (id, date, git commit, whether the tree had uncommitted
+changes, the hash of the code it depends on, the machine); the tables show it. Finished rows are
+cached (``--cache``) under a key that includes that code hash, so a changed inversion, model, metric
+or op is measured again; ``--fresh`` measures everything again. A time ratio (the default's share of
+the reference's time, an encoder's speed-up) is only taken between rows of one run: rows of different
+runs are reported side by side, and the goals that need the ratio say "not computed".
+
 Writes ``benchmarks/results/inversion.json`` and ``.md``, ``docs/inversion.md`` and
 ``docs/images/inversion-quality-time.png``.
 """
@@ -32,11 +39,9 @@ Writes ``benchmarks/results/inversion.json`` and ``.md``, ``docs/inversion.md`` 
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import json
 import math
 import os
-import platform
 import sys
 import time
 from dataclasses import dataclass, field
@@ -51,6 +56,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 DOCS = ROOT / "docs"
 SHARED = ROOT.parent / "shared"
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from latentshop import load_discriminator, load_evaluator, load_generator  # noqa: E402
 from latentshop.data.images import atomic_write_bytes, make_grid, save_image, to_uint8  # noqa: E402
@@ -58,8 +64,19 @@ from latentshop.inversion import invert  # noqa: E402
 from latentshop.latents import synthesize  # noqa: E402
 from latentshop.metrics.image import ms_ssim, psnr, ssim  # noqa: E402
 from latentshop.metrics.perceptual import load_perceptual  # noqa: E402
+from provenance import (code_version, machine_info, module_fingerprint, new_run, run_cell, runs_legend,  # noqa: E402
+                        same_run, tensor_fingerprint)
+
+__all__ = ["INVERSION_CODE", "machine_info", "main", "public_json"]  # machine_info: re-exported for the other benchmarks
 
 SEED_START = 1_200_000  # held out (>= TEST_SEED_START) and apart from the evaluators' test seeds
+
+#: The library code an inversion row depends on (hashed into its cache key and its run record): the
+#: optimiser and encoders, the networks, the metrics, the latents, the ops, checkpoint loading, and the
+#: data code that renders, loads and aligns the targets.
+INVERSION_CODE = ("src/latentshop/inversion", "src/latentshop/models", "src/latentshop/metrics", "src/latentshop/ops",
+                  "src/latentshop/latents.py", "src/latentshop/checkpoints", "src/latentshop/data/synthetic.py",
+                  "src/latentshop/data/align.py", "src/latentshop/data/dataset.py", "src/latentshop/data/images.py")
 
 
 @dataclass(frozen=True)
@@ -113,19 +130,6 @@ REAL_CONFIGS = [
 ] + ENCODER_CONFIGS
 
 
-def machine_info() -> dict[str, Any]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
-            "python": platform.python_version(), "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
-
-
 def public_json(obj: Any) -> Any:
     """``obj`` without its private ``_keys`` (tensors, networks) and with NaN / inf as ``None``: what the JSON report holds."""
     if isinstance(obj, dict):
@@ -167,7 +171,8 @@ def factor_errors(pred: dict[str, torch.Tensor], factors: list[dict[str, Any]]) 
 
 # ---- one configuration ------------------------------------------------------------------------
 def run_config(G: torch.nn.Module, targets: torch.Tensor, cfg: Config, *, metric_net: torch.nn.Module, D: Any,
-               steps_scale: float = 1.0, curve_points: int = 10, extra: Any = None) -> dict[str, Any]:
+               steps_scale: float = 1.0, curve_points: int = 10, extra: Any = None,
+               run: dict[str, Any] | None = None) -> tuple[dict[str, Any], torch.Tensor]:
     options = dict(cfg.options)
     if steps_scale != 1.0:
         from latentshop.inversion import method_defaults
@@ -211,25 +216,32 @@ def run_config(G: torch.nn.Module, targets: torch.Tensor, cfg: Config, *, metric
         }
     if extra is not None:
         row.update(extra(rec))
+    row["run"] = run  # which run measured this row: its timings are only divided by those of the same run
     return row, rec
 
 
 class Cache:
     """Finished configurations on disk, so an interrupted benchmark resumes where it stopped.
 
-    Keyed by the side, the configuration, the number of images, the step scale and the generator's
-    fingerprint: a changed model or recipe is measured again.
+    Keyed by the side, the configuration, the targets (a hash of their pixels), the step scale, the
+    code the row depends on (:data:`INVERSION_CODE` and this script's measuring functions, hashed), and
+    the fingerprints of the generator, the metric networks and the encoder file: changed code, data,
+    model or recipe is measured again. A cached row keeps the run record of the run that measured it.
+    With ``fresh``, nothing is read (every configuration is measured again) but finished rows are stored.
     """
 
-    def __init__(self, folder: Path | None):
+    def __init__(self, folder: Path | None, *, fresh: bool = False):
         self.folder = folder
+        self.fresh = fresh
 
-    def key(self, side: str, cfg: Config, n: int, steps_scale: float, G: torch.nn.Module) -> str:
+    def key(self, side: str, cfg: Config, targets: torch.Tensor, steps_scale: float, G: torch.nn.Module, *,
+            code: str | None, instruments: dict[str, Any]) -> str:
         import hashlib
 
         from latentshop.latents import generator_fingerprint
 
-        parts = [side, cfg.label, cfg.method, cfg.options, cfg.perceptual, n, steps_scale, generator_fingerprint(G)]
+        parts = [side, cfg.label, cfg.method, cfg.options, cfg.perceptual, int(targets.shape[0]), tensor_fingerprint(targets),
+                 steps_scale, generator_fingerprint(G), code, instruments]
         if _uses_encoder(cfg.method):  # a retrained encoder is measured again
             from latentshop.checkpoints.encoders import list_encoder_files
             from latentshop.inversion.encoders import ENCODER_METHODS
@@ -240,7 +252,7 @@ class Cache:
         return hashlib.sha1(blob.encode()).hexdigest()[:16]
 
     def get(self, key: str) -> tuple[dict[str, Any], torch.Tensor] | None:
-        if self.folder is None or not (self.folder / f"{key}.json").is_file() or not (self.folder / f"{key}.npy").is_file():
+        if self.folder is None or self.fresh or not (self.folder / f"{key}.json").is_file() or not (self.folder / f"{key}.npy").is_file():
             return None
         return json.loads((self.folder / f"{key}.json").read_text()), torch.from_numpy(np.load(self.folder / f"{key}.npy"))
 
@@ -256,30 +268,48 @@ class Cache:
         _write_atomic(self.folder / f"{key}.json", json.dumps(row) + "\n")
 
 
-def cached_run(cache: Cache, side: str, G: torch.nn.Module, targets: torch.Tensor, cfg: Config, **kwargs: Any) -> tuple[dict[str, Any], torch.Tensor]:
-    key = cache.key(side, cfg, targets.shape[0], kwargs.get("steps_scale", 1.0), G)
+def cached_run(cache: Cache, side: str, G: torch.nn.Module, targets: torch.Tensor, cfg: Config, *, run: dict[str, Any],
+               instruments: dict[str, Any], **kwargs: Any) -> tuple[dict[str, Any], torch.Tensor]:
+    inst = dict(instruments, D=module_fingerprint(kwargs.get("D")) if cfg.perceptual == "discriminator" else None)
+    key = cache.key(side, cfg, targets, kwargs.get("steps_scale", 1.0), G, code=run.get("code_version"), instruments=inst)
     hit = cache.get(key)
     if hit is not None:
-        print("    (from the cache)", flush=True)
+        row = hit[0].get("run") or {}
+        print(f"    (from the cache: run {row.get('id')} of {row.get('date')})", flush=True)
         return hit
-    row, rec = run_config(G, targets, cfg, **kwargs)
+    row, rec = run_config(G, targets, cfg, run=run, **kwargs)
     cache.put(key, row, rec)
     return row, rec
 
 
+def time_ratio(num: dict[str, Any], den: dict[str, Any]) -> float | None:
+    """``num``'s seconds per image over ``den``'s, or ``None`` when the two rows were not measured in one run."""
+    if not same_run(num, den):
+        return None
+    return num["seconds_per_image"] / max(den["seconds_per_image"], 1e-12)
+
+
+def _run_ids(rows: list[dict[str, Any]]) -> list[str | None]:
+    return list(dict.fromkeys((r.get("run") or {}).get("id") for r in rows))
+
+
 def _summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The goals of one set of rows. Time ratios are only taken between rows of one run; a goal that
+    needs a ratio across runs is ``None`` ("not computed")."""
     ref = next(r for r in rows if r["reference"])
     default = next(r for r in rows if r["default"])
-    # Time the default needs to reach the reference's final PSNR (from its curve), and the ratio.
+    # Time the default needs to reach the reference's final PSNR (from its own curve).
     reach = next((p["seconds_per_image"] for p in default["curve"] if p["psnr"] >= ref["psnr"]), None)
     best_wplus = max((r for r in rows if r["method"] == "w+"), key=lambda r: r["psnr"])
+    fraction = time_ratio(default, ref)
     return {
+        "runs": _run_ids(rows), "one_run": same_run(*rows),
         "reference_psnr": ref["psnr"], "reference_seconds_per_image": ref["seconds_per_image"],
         "default_psnr": default["psnr"], "default_seconds_per_image": default["seconds_per_image"],
-        "default_time_fraction": default["seconds_per_image"] / ref["seconds_per_image"],
+        "default_time_fraction": fraction,
         "default_reaches_reference_psnr": default["psnr"] >= ref["psnr"],
         "default_seconds_to_reference_psnr": reach,
-        "goal_default_quarter_time": bool(default["psnr"] >= ref["psnr"] and default["seconds_per_image"] <= ref["seconds_per_image"] / 4),
+        "goal_default_quarter_time": None if fraction is None else bool(default["psnr"] >= ref["psnr"] and fraction <= 0.25),
         "default_w_plus_beats_reference": default["psnr"] > ref["psnr"],
         "best_w_plus": best_wplus["label"], "best_w_plus_psnr": best_wplus["psnr"],
         **_encoder_summary(rows, default),
@@ -287,24 +317,31 @@ def _summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _encoder_summary(rows: list[dict[str, Any]], default: dict[str, Any]) -> dict[str, Any]:
-    """The encoder goal: the best encoder's PSNR as a share of the default w+ optimisation's (in dB), and its speed-up."""
+    """The encoder goal: the best encoder's PSNR as a share of the default w+ optimisation's (in dB), and
+    its speed-up, from encoder rows of the default's run only. The goal is met when one of those
+    reaches 90 % at 100x; it is ``None`` (not computed) when it is not met by them and some encoder
+    rows come from another run."""
     enc = [r for r in rows if r["method"] in ENCODER_METHOD_NAMES]
     if not enc:
         return {}
-    speed = {r["label"]: default["seconds_per_image"] / max(r["seconds_per_image"], 1e-9) for r in enc}
-    fast = [r for r in enc if speed[r["label"]] >= 100]
+    speed = {r["label"]: 1 / ratio for r in enc if (ratio := time_ratio(r, default)) is not None}
+    other_runs = [r["label"] for r in enc if r["label"] not in speed]
+    fast = [r for r in enc if speed.get(r["label"], 0) >= 100]
     best = max(enc, key=lambda r: r["psnr"])
     best_fast = max(fast, key=lambda r: r["psnr"]) if fast else None
+    met = bool(best_fast and best_fast["psnr"] >= 0.9 * default["psnr"])
     hybrid = [r for r in rows if r["method"] == "e4e+opt"]
     out = {"best_encoder": best["label"], "best_encoder_psnr": best["psnr"], "best_encoder_psnr_share": best["psnr"] / default["psnr"],
-           "best_encoder_speedup": speed[best["label"]],
+           "best_encoder_speedup": speed.get(best["label"]),
            "best_fast_encoder": best_fast["label"] if best_fast else None,
            "best_fast_encoder_psnr_share": best_fast["psnr"] / default["psnr"] if best_fast else None,
            "best_fast_encoder_speedup": speed[best_fast["label"]] if best_fast else None,
-           "goal_encoder_90pct_at_100x": bool(best_fast and best_fast["psnr"] >= 0.9 * default["psnr"])}
+           "encoders_from_other_runs": other_runs,
+           "goal_encoder_90pct_at_100x": True if met else (None if other_runs else False)}
     if hybrid:
         h = max(hybrid, key=lambda r: r["psnr"])
-        out.update({"best_hybrid": h["label"], "best_hybrid_psnr": h["psnr"], "best_hybrid_seconds_per_image": h["seconds_per_image"]})
+        out.update({"best_hybrid": h["label"], "best_hybrid_psnr": h["psnr"], "best_hybrid_seconds_per_image": h["seconds_per_image"],
+                    "best_hybrid_time_fraction": time_ratio(h, default)})
     return out
 
 
@@ -317,7 +354,8 @@ def synthetic_targets(n: int, res: int) -> tuple[torch.Tensor, list[dict[str, An
 
 
 def bench_synthetic(n: int, *, configs: list[Config] = SYNTHETIC_CONFIGS, model: str = "synthetic", steps_scale: float = 1.0,
-                    evaluator: str | None = "synthetic", cache: Cache = Cache(None)) -> dict[str, Any]:
+                    evaluator: str | None = "synthetic", cache: Cache = Cache(None), run: dict[str, Any] | None = None) -> dict[str, Any]:
+    run = run or new_run(code=inversion_code_version())
     G = load_generator(model)
     D = load_discriminator(model) if any(c.perceptual == "discriminator" for c in configs) else None
     targets, factors = synthetic_targets(n, G.img_resolution)
@@ -331,14 +369,16 @@ def bench_synthetic(n: int, *, configs: list[Config] = SYNTHETIC_CONFIGS, model:
         return {"factor_error": float(np.mean(list(errs.values()))), "factor_errors": errs}
 
     floor = extra(targets)
+    instruments = {"perceptual": module_fingerprint(metric_net), "evaluator": module_fingerprint(ev)}
     rows, recs = [], {}
     for cfg in configs:
         print(f"[synthetic] {cfg.label} ...", flush=True)
-        row, rec = cached_run(cache, "synthetic", G, targets, cfg, metric_net=metric_net, D=D, steps_scale=steps_scale, extra=extra)
+        row, rec = cached_run(cache, "synthetic", G, targets, cfg, run=run, instruments=instruments, metric_net=metric_net, D=D,
+                              steps_scale=steps_scale, extra=extra)
         rows.append(row)
         recs[cfg.label] = rec[:8]
         print(f"    PSNR {row['psnr']:.2f} dB, MS-SSIM {row['ms_ssim']:.3f}, {row['seconds_per_image']:.2f} s/image", flush=True)
-    return {"model": model, "images": n, "seed_start": SEED_START, "factor_error_floor": floor.get("factor_error"),
+    return {"model": model, "images": n, "seed_start": SEED_START, "steps_scale": steps_scale, "factor_error_floor": floor.get("factor_error"),
             "rows": rows, "summary": _summarise(rows), "_recs": recs, "_targets": targets[:8]}
 
 
@@ -370,14 +410,17 @@ def real_targets(n_test: int, n_photos: int, G: torch.nn.Module) -> dict[str, An
 
 
 def bench_real(n_test: int, n_photos: int, *, configs: list[Config] = REAL_CONFIGS, model: str = "default",
-               steps_scale: float = 1.0, cache: Cache = Cache(None)) -> dict[str, Any]:
+               steps_scale: float = 1.0, cache: Cache = Cache(None), run: dict[str, Any] | None = None) -> dict[str, Any]:
     from latentshop.metrics.identity import identity_similarities
 
+    run = run or new_run(code=inversion_code_version())
     G = load_generator(model)
     D = load_discriminator(model) if any(c.perceptual == "discriminator" for c in configs) else None
     t = real_targets(n_test, n_photos, G)
     metric_net = load_perceptual("mobilenet")
-    out: dict[str, Any] = {"model": model, "photos_without_face": t["no_face"], "photos_failed": t["failed"], "sets": {}}
+    out: dict[str, Any] = {"model": model, "steps_scale": steps_scale, "photos_without_face": t["no_face"], "photos_failed": t["failed"],
+                           "sets": {}}
+    instruments = {"perceptual": module_fingerprint(metric_net), "identity": "dlib"}
     for set_name, targets in (("lfw-faces test", t["lfw"]), ("photos (aligned)", t["photos"])):
         if targets is None:
             continue
@@ -389,7 +432,8 @@ def bench_real(n_test: int, n_photos: int, *, configs: list[Config] = REAL_CONFI
         rows, recs = [], {}
         for cfg in configs:
             print(f"[{set_name}] {cfg.label} ...", flush=True)
-            row, rec = cached_run(cache, set_name, G, targets, cfg, metric_net=metric_net, D=D, steps_scale=steps_scale, extra=extra)
+            row, rec = cached_run(cache, set_name, G, targets, cfg, run=run, instruments=instruments, metric_net=metric_net, D=D,
+                                  steps_scale=steps_scale, extra=extra)
             rows.append(row)
             recs[cfg.label] = rec[:8]
             print(f"    PSNR {row['psnr']:.2f} dB, identity {row['identity']:.3f}, {row['seconds_per_image']:.2f} s/image", flush=True)
@@ -399,39 +443,66 @@ def bench_real(n_test: int, n_photos: int, *, configs: list[Config] = REAL_CONFI
 
 
 # ---- reporting --------------------------------------------------------------------------------
-def _table(rows: list[dict[str, Any]], cols: list[tuple[str, str, str]]) -> str:
+def _table(rows: list[dict[str, Any]], cols: list[tuple[str, str, Any]]) -> str:
+    """Markdown table; a column's format is a ``str.format`` spec, ``""`` (``str``) or a callable of the value."""
     head = "| " + " | ".join(c[1] for c in cols) + " |\n|" + "|".join("---" for _ in cols) + "|\n"
     body = ""
     for r in rows:
         cells = []
         for key, _, fmt in cols:
             v = r.get(key)
+            if callable(fmt):
+                cells.append(fmt(v))
+                continue
             cells.append("–" if v is None or (isinstance(v, float) and math.isnan(v)) else (fmt.format(v) if fmt else str(v)))
         body += "| " + " | ".join(cells) + " |\n"
     return head + body
 
 
+RUN_COLUMN = ("run", "run", run_cell)
+NOT_COMPUTED = "**not computed** (its timings come from different runs; re-run with `--fresh`)"
+
+
+def _goal(value: bool | None) -> str:
+    return NOT_COMPUTED if value is None else f"**{'met' if value else 'not met'}**"
+
+
 def _summary_lines(s: dict[str, Any]) -> str:
     reach = s["default_seconds_to_reference_psnr"]
+    fraction = s.get("default_time_fraction")
     lines = [
         f"- reference (`w`, NVIDIA's 1000 steps): PSNR {s['reference_psnr']:.2f} dB in {s['reference_seconds_per_image']:.2f} s/image",
         f"- default (`w+`): PSNR {s['default_psnr']:.2f} dB in {s['default_seconds_per_image']:.2f} s/image "
-        f"({100 * s['default_time_fraction']:.0f} % of the reference's time)"
+        + (f"({100 * fraction:.0f} % of the reference's time)" if fraction is not None else "(a different run from the reference's: no time ratio)")
         + (f"; it passes the reference's final PSNR after {reach:.2f} s/image" if reach is not None else "; it never reaches the reference's PSNR"),
-        f"- goal 'default reaches the reference PSNR in <= 1/4 of its time': **{'met' if s['goal_default_quarter_time'] else 'not met'}**; "
-        f"'w+ beats w': **{'met' if s['default_w_plus_beats_reference'] else 'not met'}** (best w+: {s['best_w_plus']}, {s['best_w_plus_psnr']:.2f} dB)",
+        f"- goal 'default reaches the reference PSNR in <= 1/4 of its time': {_goal(s.get('goal_default_quarter_time'))}; "
+        f"'w+ beats w': {_goal(s['default_w_plus_beats_reference'])} (best w+: {s['best_w_plus']}, {s['best_w_plus_psnr']:.2f} dB)",
     ]
     if s.get("best_encoder"):
         fast = (f"the best encoder at ≥ 100× the speed of `w+` is {s['best_fast_encoder']}: "
                 f"{100 * s['best_fast_encoder_psnr_share']:.0f} % of its PSNR at {s['best_fast_encoder_speedup']:.0f}×"
-                if s.get("best_fast_encoder") else "no encoder runs 100× faster than `w+`")
+                if s.get("best_fast_encoder") else "no encoder of the default's run runs 100× faster than `w+`")
+        speedup = s.get("best_encoder_speedup")
+        others = s.get("encoders_from_other_runs") or []
         lines.append(f"- encoders: best {s['best_encoder']} with {s['best_encoder_psnr']:.2f} dB "
-                     f"({100 * s['best_encoder_psnr_share']:.0f} % of the default's PSNR, {s['best_encoder_speedup']:.0f}× faster); {fast}. "
-                     f"Goal '≥ 90 % of w+ PSNR at ≥ 100× its speed': **{'met' if s['goal_encoder_90pct_at_100x'] else 'not met'}**")
+                     f"({100 * s['best_encoder_psnr_share']:.0f} % of the default's PSNR, "
+                     + (f"{speedup:.0f}× faster" if speedup is not None else "speed-up not computed: another run") + f"); {fast}"
+                     + (f" ({len(others)} encoder rows come from another run than the default's and have no speed-up)" if others else "")
+                     + f". Goal '≥ 90 % of w+ PSNR at ≥ 100× its speed': {_goal(s.get('goal_encoder_90pct_at_100x'))}")
     if s.get("best_hybrid"):
+        hf = s.get("best_hybrid_time_fraction")
         lines.append(f"- hybrid: {s['best_hybrid']} reaches {s['best_hybrid_psnr']:.2f} dB in {s['best_hybrid_seconds_per_image']:.2f} s/image "
-                     f"(default `w+`: {s['default_psnr']:.2f} dB in {s['default_seconds_per_image']:.2f} s)")
+                     f"(default `w+`: {s['default_psnr']:.2f} dB in {s['default_seconds_per_image']:.2f} s"
+                     + (f"; {100 * hf:.0f} % of its time)" if hf is not None else "; measured in another run: no time ratio)"))
+    if not s.get("one_run", False):
+        lines.append(f"- these rows come from {len(s.get('runs') or [])} runs (see *run* in the table): time ratios are only taken within one run")
     return "\n".join(lines) + "\n"
+
+
+def _pct_more(a: dict[str, Any], b: dict[str, Any]) -> str:
+    """``12 % more time`` (``a`` against ``b``), or a note that the two rows were not timed in one run."""
+    r = time_ratio(a, b)
+    return "a time not comparable (another run)" if r is None else f"{100 * (r - 1):.0f} % more time"
 
 
 def _row(rows: list[dict[str, Any]], label_start: str) -> dict[str, Any] | None:
@@ -447,32 +518,35 @@ def defaults_note(result: dict[str, Any]) -> str:
     mse, ms = _row(rows, "w+ mse, 250"), _row(rows, "w+ perceptual+mse+ms_ssim")
     if not (ref and d and mse and ms):
         return ""
+    d_ref = time_ratio(d, ref)
+    r100, r500 = _row(rows, "w+ perceptual+mse, 100"), _row(rows, "w+ perceptual+mse, 500")
+    t500, t500_ref = time_ratio(r500, d), time_ratio(r500, ref)
     lines = ["\n## Choosing the defaults\n\n",
              f"- **Method `w+`** for images: on the synthetic faces it ends {d['psnr'] - ref['psnr']:+.2f} dB above NVIDIA's `w` "
-             f"projector in {100 * d['seconds_per_image'] / ref['seconds_per_image']:.0f} % of its time, with a lower factor error "
-             f"({d['factor_error']:.3f} vs {ref['factor_error']:.3f}). `w` stays the choice when the code must lie in W "
-             "(editing directions are fitted there).\n",
+             "projector " + (f"in {100 * d_ref:.0f} % of its time" if d_ref is not None else "(timed in another run)")
+             + f", with a factor error of {d['factor_error']:.3f} against {ref['factor_error']:.3f}. `w` stays the choice when the "
+             "code must lie in W (editing directions are fitted there).\n",
              "- **250 steps**: 100 steps lose "
-             f"{d['psnr'] - _row(rows, 'w+ perceptual+mse, 100')['psnr']:.2f} dB, 500 steps gain "
-             f"{_row(rows, 'w+ perceptual+mse, 500')['psnr'] - d['psnr']:.2f} dB for twice the time (and would exceed a quarter "
-             "of the reference's time).\n",
+             f"{d['psnr'] - r100['psnr']:.2f} dB, 500 steps gain {r500['psnr'] - d['psnr']:.2f} dB for "
+             + (f"{t500:.1f}× the time" if t500 is not None else "a time not comparable (another run)")
+             + (f" ({100 * t500_ref:.0f} % of the reference's time)" if t500_ref is not None else "") + ".\n",
              f"- **Loss perceptual + MSE**: MSE alone has the best PSNR ({mse['psnr']:.2f} dB) and is fastest, but the worst "
              f"perceptual distance ({mse['perceptual_mobilenet']:.3f} vs {d['perceptual_mobilenet']:.3f}) and factor error "
              f"({mse['factor_error']:.3f} vs {d['factor_error']:.3f}): it matches pixels, not the face. Adding MS-SSIM "
-             f"gives {ms['psnr'] - d['psnr']:+.2f} dB and factor error {ms['factor_error']:.3f} for "
-             f"{100 * (ms['seconds_per_image'] / d['seconds_per_image'] - 1):.0f} % more time"]
+             f"gives {ms['psnr'] - d['psnr']:+.2f} dB and factor error {ms['factor_error']:.3f} for {_pct_more(ms, d)}"]
     bf = _row(rows, "w+ perceptual+mse, 250 steps, bf16")
     extra_lines = []
     wn = _row(rows, "w+noise")
     if wn:
         extra_lines.append(f"- **`w+noise`** reconstructs best ({wn['psnr']:.2f} dB, factor error {wn['factor_error']:.3f}) for "
-                           f"{100 * (wn['seconds_per_image'] / d['seconds_per_image'] - 1):.0f} % more time: the noise maps take up "
+                           f"{_pct_more(wn, d)}: the noise maps take up "
                            "the detail the latent cannot express. Those maps are fitted to the unedited pixels and do not follow "
                            "an edit, so `w+` stays the default of `invert`/`edit`; use `--method w+noise` for reconstruction.\n")
+    bf_d = time_ratio(bf, d) if bf else None
     if bf:
-        extra_lines.append(f"- **float32**: bfloat16 autocast gives the same quality ({bf['psnr']:.2f} dB) but only "
-                           f"{100 * (1 - bf['seconds_per_image'] / d['seconds_per_image']):.0f} % less time at 64 px, where the "
-                           "loss networks and small convolutions dominate: `--bf16` is there for larger models.\n")
+        extra_lines.append(f"- **float32**: bfloat16 autocast gives {bf['psnr']:.2f} dB (float32: {d['psnr']:.2f} dB) "
+                           + (f"in {100 * (1 - bf_d):.0f} % less time" if bf_d is not None else "(timed in another run)")
+                           + " at 64 px, where the loss networks and small convolutions dominate: `--bf16` is there for larger models.\n")
     real = result.get("real", {}).get("sets", {})
     verdicts = []
     for name, part in real.items():
@@ -501,13 +575,17 @@ def encoder_note(result: dict[str, Any]) -> str:
             passes = [r for r in rows if r["method"] == f"restyle-{kind}"]
             if one and passes:
                 best = max(passes, key=lambda r: r["psnr"])
-                pieces.append(f"{title} {one['psnr']:.2f} dB in one pass ({d['seconds_per_image'] / one['seconds_per_image']:.0f}× faster "
-                              f"than `w+`), best with ReStyle at {best['label'].split(', ')[1]}: {best['psnr']:.2f} dB")
+                ratio = time_ratio(d, one)
+                pieces.append(f"{title} {one['psnr']:.2f} dB in one pass ("
+                              + (f"{ratio:.0f}× faster than `w+`" if ratio is not None else "timed in another run than `w+`")
+                              + f"), best with ReStyle at {best['label'].split(', ')[1]}: {best['psnr']:.2f} dB")
         hyb = [r for r in rows if r["method"] == "e4e+opt"]
         if hyb:
             h = max(hyb, key=lambda r: r["options"]["steps"])  # the default recipe (100 steps)
+            ratio = time_ratio(h, d)
             pieces.append(f"the hybrid ({h['label'].split(': ')[1]}) {h['psnr']:.2f} dB in {h['seconds_per_image']:.2f} s "
-                          f"({h['psnr'] - d['psnr']:+.2f} dB against `w+` in {100 * h['seconds_per_image'] / d['seconds_per_image']:.0f} % of its time)")
+                          f"({h['psnr'] - d['psnr']:+.2f} dB against `w+`"
+                          + (f" in {100 * ratio:.0f} % of its time)" if ratio is not None else "; timed in another run)"))
         if pieces:
             lines.append(f"- **{name}**: " + "; ".join(pieces) + ".\n")
     if not lines:
@@ -518,11 +596,16 @@ def encoder_note(result: dict[str, Any]) -> str:
 
 def write_reports(result: dict[str, Any], out_dir: Path, docs_dir: Path | None) -> None:
     _write_atomic(out_dir / "inversion.json", json.dumps(public_json(result), indent=1) + "\n")
+    m, run = result["machine"], result.get("run") or {}
     md = ["# Inversion benchmark\n",
-          f"Machine: {result['machine']['cpu']}, {result['machine']['cores']} cores, {result['machine']['torch_threads']} torch threads, "
-          f"torch {result['machine']['torch']}, {result['machine']['date']}. Seconds are optimisation time per image with the whole "
+          f"Report written {m['date']} (commit `{(run.get('commit') or 'none')[:12]}`{', uncommitted changes' if run.get('dirty') else ''}) "
+          f"on {m['cpu']}, {m['cores']} cores, {m['torch_threads']} torch threads, torch {m['torch']}. Each row was measured by "
+          "the run named in its *run* column (date, commit; `*`: uncommitted changes), listed under its table with its machine "
+          "and code version; rows of earlier runs come from the result cache, which is keyed by the code they depend on. "
+          "Seconds are optimisation time per image with the whole "
           "set as one batch (callback snapshots excluded); for encoders, the wall time of their passes and renders after a "
-          "warm-up call, and for the hybrid, encoder plus optimisation. Reproduce: `python benchmarks/inversion.py all`.\n"]
+          "warm-up call, and for the hybrid, encoder plus optimisation. Time ratios are only taken between rows of one run. "
+          "Reproduce: `python benchmarks/inversion.py all --fresh`.\n"]
     images = []
     if "synthetic" in result:
         syn = result["synthetic"]
@@ -530,7 +613,9 @@ def write_reports(result: dict[str, Any], out_dir: Path, docs_dir: Path | None) 
         md.append(_summary_lines(syn["summary"]) + "\n")
         md.append(_table(syn["rows"], [("label", "method / loss", ""), ("seconds_per_image", "s / image", "{:.3g}"),
                                        ("psnr", "PSNR dB", "{:.2f}"), ("ssim", "SSIM", "{:.3f}"), ("ms_ssim", "MS-SSIM", "{:.3f}"),
-                                       ("perceptual_mobilenet", "perceptual", "{:.3f}"), ("factor_error", "factor error", "{:.3f}")]))
+                                       ("perceptual_mobilenet", "perceptual", "{:.3f}"), ("factor_error", "factor error", "{:.3f}"),
+                                       RUN_COLUMN]))
+        md.append("\n" + runs_legend(syn["rows"]))
         if syn.get("factor_error_floor") is not None:
             md.append(f"\nFactor error floor (the regressor on the targets themselves): {syn['factor_error_floor']:.3f}.\n")
         images.append(("synthetic", syn))
@@ -543,7 +628,9 @@ def write_reports(result: dict[str, Any], out_dir: Path, docs_dir: Path | None) 
             md.append(f"\n### {set_name} ({s['images']} images)\n\n" + _summary_lines(s["summary"]) + "\n")
             md.append(_table(s["rows"], [("label", "method / loss", ""), ("seconds_per_image", "s / image", "{:.3g}"),
                                          ("psnr", "PSNR dB", "{:.2f}"), ("ms_ssim", "MS-SSIM", "{:.3f}"),
-                                         ("perceptual_mobilenet", "perceptual", "{:.3f}"), ("identity", "identity (cos)", "{:.3f}")]))
+                                         ("perceptual_mobilenet", "perceptual", "{:.3f}"), ("identity", "identity (cos)", "{:.3f}"),
+                                         RUN_COLUMN]))
+            md.append("\n" + runs_legend(s["rows"]))
             images.append((set_name, s))
     text = "".join(md)
     _write_atomic(out_dir / "inversion.md", text)
@@ -608,6 +695,19 @@ def quality_time_plot(result: dict[str, Any], path: Path) -> str | None:
     return str(path)
 
 
+def resummarise(side: dict[str, Any]) -> dict[str, Any]:
+    """A side kept from an earlier report, its summaries recomputed from its rows (with today's rules:
+    rows without a run record, or of different runs, are not divided by each other)."""
+    for part in [side] if "rows" in side else list(side.get("sets", {}).values()):
+        part["summary"] = _summarise(part["rows"])
+    return side
+
+
+def inversion_code_version() -> str:
+    """The hash of :data:`INVERSION_CODE` and of this script's measuring functions (see :class:`Cache`)."""
+    return code_version(INVERSION_CODE, functions=(run_config, factor_errors, synthetic_targets, real_targets, bench_synthetic, bench_real))
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("which", choices=["synthetic", "real", "all"])
@@ -620,21 +720,24 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--no-docs", action="store_true")
     ap.add_argument("--cache", type=Path, default=ROOT / "runs" / "bench-cache" / "inversion",
                     help="finished configurations, so an interrupted run resumes ('' for none)")
+    ap.add_argument("--fresh", action="store_true", help="measure every configuration again (nothing read from the cache; "
+                    "the cache is refreshed): one run, so every time ratio can be taken")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    result: dict[str, Any] = {"machine": machine_info(), "steps_scale": args.steps_scale}
+    run = new_run(code=inversion_code_version())
+    result: dict[str, Any] = {"machine": run["machine"], "run": run, "steps_scale": args.steps_scale}
     previous = args.out_dir / "inversion.json"
-    if previous.exists() and args.which != "all":  # keep the other side's last results
+    if previous.exists() and args.which != "all":  # keep the other side's last results, with their rows' own runs
         old = json.loads(previous.read_text())
         for key in ("synthetic", "real"):
             if key in old and key != args.which:
-                result[key] = old[key]
-    cache = Cache(args.cache if str(args.cache) else None)
+                result[key] = resummarise(old[key])
+    cache = Cache(args.cache if str(args.cache) else None, fresh=args.fresh)
     if args.which in ("synthetic", "all"):
-        result["synthetic"] = bench_synthetic(args.n, steps_scale=args.steps_scale, cache=cache)
+        result["synthetic"] = bench_synthetic(args.n, steps_scale=args.steps_scale, cache=cache, run=run)
     if args.which in ("real", "all"):
-        result["real"] = bench_real(args.n_test, args.n_photos, steps_scale=args.steps_scale, cache=cache)
+        result["real"] = bench_real(args.n_test, args.n_photos, steps_scale=args.steps_scale, cache=cache, run=run)
     write_reports(result, args.out_dir, None if args.no_docs else DOCS)
     return result
 

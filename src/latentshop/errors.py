@@ -6,7 +6,7 @@ Every error that a user can cause (a bad file, a wrong shape, an unknown name) i
 
 from __future__ import annotations
 
-__all__ = ["LatentshopError", "CheckpointError", "ImageError", "ShapeError", "ConfigError"]
+__all__ = ["LatentshopError", "CheckpointError", "ConfigError", "EditError", "ImageError", "ShapeError"]
 
 
 class LatentshopError(Exception):
@@ -45,3 +45,7 @@ class ShapeError(LatentshopError):
 
 class ConfigError(LatentshopError):
     """An option, architecture argument or name is invalid."""
+
+
+class EditError(ConfigError):
+    """An edit cannot be applied: unknown name, wrong generator, bad layers or strength."""

@@ -25,21 +25,20 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import io
 import json
 import os
-import zipfile
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
 
-from latentshop.data.images import atomic_write_bytes
+from latentshop.fileio import atomic_write_bytes, read_header_npz
 from latentshop.errors import ConfigError, LatentshopError, ShapeError
+from latentshop.models.fingerprint import generator_fingerprint, generator_lineage
 from latentshop.models.stylegan2 import Generator
 
 __all__ = [
@@ -48,8 +47,10 @@ __all__ = [
     "Latent",
     "LatentError",
     "generator_fingerprint",
+    "generator_lineage",
     "load_latent",
     "save_latent",
+    "seed_z",
     "synthesize",
 ]
 
@@ -59,30 +60,6 @@ SPACES = ("z", "w", "w+", "s")
 
 class LatentError(LatentshopError):
     """A latent file is unreadable, or belongs to a different generator."""
-
-
-def generator_fingerprint(G: Generator) -> str:
-    """A short hash of ``G``'s architecture arguments and weights (cached on the module).
-
-    Two generators share a fingerprint only if they compute the same function, so a latent file
-    can check it is being rendered by the network it was found for. Fine-tuning changes it.
-    """
-    cached = getattr(G, "_latentshop_fingerprint", None)
-    if cached is not None and cached[0] == _version_key(G):
-        return cached[1]
-    h = hashlib.sha256(json.dumps(G.init_kwargs, sort_keys=True, default=str).encode())
-    for name, t in sorted(G.state_dict().items()):
-        h.update(name.encode())
-        h.update(str(tuple(t.shape)).encode())
-        h.update(t.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
-    digest = h.hexdigest()[:16]
-    G._latentshop_fingerprint = (_version_key(G), digest)
-    return digest
-
-
-def _version_key(G: Generator) -> tuple:
-    # In-place parameter updates bump tensor versions: a tuned generator is re-hashed.
-    return tuple(int(p._version) for p in G.parameters())
 
 
 def _style_layers(G: Generator) -> list[tuple[str, int]]:
@@ -152,9 +129,11 @@ class Latent:
 
     # ---- conversion ---------------------------------------------------------------------------
     def check(self, G: Generator) -> None:
-        """Raise :class:`LatentError` unless this latent belongs to ``G``."""
-        have = generator_fingerprint(G)
-        if self.generator != have:
+        """Raise :class:`LatentError` unless this latent belongs to ``G``: found for ``G`` itself, or for
+        the base model ``G`` was tuned from (a pivot renders with its tuned generator; see
+        :func:`~latentshop.models.fingerprint.generator_lineage`)."""
+        if self.generator not in generator_lineage(G):
+            have = generator_fingerprint(G)
             made = self.meta.get("model")
             made = f" ({made})" if made else ""
             raise LatentError(
@@ -228,6 +207,20 @@ class Latent:
         return dataclasses.replace(first, tensor=torch.cat([lat.tensor for lat in latents]), noise=noise, c=c)
 
 
+def seed_z(G: Generator, seeds: Sequence[int]) -> torch.Tensor:
+    """``z [len(seeds), z_dim]`` on the CPU, row i from ``np.random.RandomState(seeds[i])``, as NVIDIA's
+    ``generate.py`` draws it, so seed N gives the same image here as there.
+
+    Example:
+        >>> from latentshop.models.stylegan2 import Generator
+        >>> G = Generator(z_dim=8, c_dim=0, w_dim=8, img_resolution=8, img_channels=3,
+        ...               synthesis_kwargs=dict(channel_base=64, channel_max=8))
+        >>> seed_z(G, [0, 1]).shape
+        torch.Size([2, 8])
+    """
+    return torch.from_numpy(np.stack([np.random.RandomState(int(s) % 2**32).randn(G.z_dim) for s in seeds])).float()
+
+
 def _check_width(t: torch.Tensor, width: int, what: str) -> None:
     if t.ndim < 2 or t.shape[-1] != width:
         raise ShapeError(f"{what} must be [N, ..., {width}] for this generator, got {tuple(t.shape)}")
@@ -296,33 +289,6 @@ def _json_default(obj: Any) -> Any:
     if isinstance(obj, torch.Tensor) and obj.numel() == 1:
         return obj.item()
     return str(obj)
-
-
-def read_header_npz(path: Path, *, max_bytes: int, error: type[LatentshopError], what: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """``(header, other arrays)`` of an ``.npz`` file with a JSON ``header`` array (latent and edit files).
-
-    No pickles are loaded; a missing, oversized, truncated or header-less file raises ``error``
-    naming the file and ``what`` it should have been.
-    """
-    try:
-        size = path.stat().st_size
-    except OSError as e:
-        raise error(f"{path}: cannot read the {what} ({e.strerror or e})") from None
-    if size > max_bytes:
-        raise error(f"{path}: {size} bytes is too large for a {what}")
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            if "header" not in npz.files:
-                raise error(f"{path}: not a latentshop {what} (no header)")
-            header = json.loads(str(npz["header"]))
-            arrays = {k: np.array(npz[k]) for k in npz.files if k != "header"}
-    except error:
-        raise
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
-        raise error(f"{path}: not a readable {what} ({e})") from None
-    if not isinstance(header, dict):
-        raise error(f"{path}: not a latentshop {what}")
-    return header, arrays
 
 
 # A latent file of a 1024-px StyleGAN2 with all noise maps is a few MB; refuse absurd sizes early.

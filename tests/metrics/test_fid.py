@@ -1,4 +1,8 @@
-"""Tests of the Fréchet Inception Distance with a tiny stand-in TorchScript detector."""
+"""Tests of the Fréchet Inception Distance with a tiny stand-in TorchScript detector.
+
+The stand-in is not NVIDIA's file, so most tests make its SHA-256 the trusted one (``trust_detector``);
+the file checks themselves are tested against the real digest.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import latentshop.metrics.fid as fid_module
 from latentshop.errors import CheckpointError, ConfigError, ShapeError
 from latentshop.metrics import (
     FrechetInceptionDistance,
@@ -18,6 +23,9 @@ from latentshop.metrics import (
     get_metric,
     list_metrics,
 )
+from latentshop.metrics.fid import INCEPTION_URL, file_sha256, load_inception
+
+NVIDIA_SHA256 = fid_module.INCEPTION_SHA256
 
 
 class TinyDetector(torch.nn.Module):
@@ -40,6 +48,11 @@ def detector_path(tmp_path_factory) -> Path:
         warnings.simplefilter("ignore", DeprecationWarning)  # TorchScript is deprecated, still NVIDIA's format
         torch.jit.save(torch.jit.script(TinyDetector()), str(path))
     return path
+
+
+@pytest.fixture(autouse=True)
+def trust_detector(detector_path, monkeypatch):
+    monkeypatch.setattr(fid_module, "INCEPTION_SHA256", file_sha256(detector_path))
 
 
 def images(n: int, seed: int, channels: int = 3) -> torch.Tensor:
@@ -159,3 +172,34 @@ def test_registry():
     assert get_metric("fid") is FrechetInceptionDistance
     with pytest.raises(ConfigError, match="known metrics"):
         get_metric("is")
+
+
+def test_nvidia_digest_is_pinned():
+    # sha256 of INCEPTION_URL's file, as crowsonkb/k-diffusion (k_diffusion/evaluation.py) pins it
+    assert NVIDIA_SHA256 == "f58cb9b6ec323ed63459aa4fb441fe750cfe39fafad6da5cb504a16f19e958f4"
+
+
+def test_a_file_that_is_not_nvidias_is_refused(detector_path, monkeypatch):
+    monkeypatch.setattr(fid_module, "INCEPTION_SHA256", NVIDIA_SHA256)
+    with pytest.raises(CheckpointError) as info:
+        FrechetInceptionDistance(detector_path)  # valid TorchScript, wrong digest: never loaded
+    message = str(info.value)
+    assert file_sha256(detector_path) in message and NVIDIA_SHA256 in message  # received and expected
+    assert INCEPTION_URL in message and "--no-verify-inception" in message  # where to get it, the way out
+
+
+class WrongOutput(torch.nn.Module):
+    def forward(self, img: torch.Tensor, return_features: bool = False) -> torch.Tensor:
+        return img.float()  # [N, 3, H, W], not features
+
+
+def test_unverified_file_warns_and_gets_a_structure_check(detector_path, tmp_path):
+    with pytest.warns(UserWarning, match="not checked"):
+        fid = FrechetInceptionDistance(detector_path, verify=False)
+    assert not fid.verified and fid.features(images(2, seed=0)).shape == (2, 16)
+    bad = tmp_path / "wrong-output.pt"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.save(torch.jit.script(WrongOutput()), str(bad))
+    with pytest.warns(UserWarning), pytest.raises(CheckpointError, match=r"expected float features \(2, F\)"):
+        load_inception(bad, verify=False)

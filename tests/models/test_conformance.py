@@ -3,6 +3,14 @@
 The networks are loaded from the NVIDIA pickles themselves (through the restricted reader), so
 these tests cover the whole path from file to image; tests/checkpoints/ checks separately that the
 reader reproduces the reference state dicts exactly.
+
+Tolerances (fixtures README §2.5, §4.5): images and discriminator logits within 1e-4, latents (ws,
+label embedding) within 1e-5. The references were computed on another machine's CPU. On the
+development machine ``impl="reference"`` happens to reproduce them bit for bit, but other CPUs'
+convolution/matmul kernels round differently (up to ~1e-5 on images), so exactness is not
+asserted. A wrong port still fails by far: it changes images by 0.29 to 7.9 (G instead of G_ema
+0.29-2.5, wrong noise mode 1.6-7.9, no clamp 3.9) and ws by up to 1.17 (w_avg ignored). Figures:
+docs/architecture.md, "Conformance tolerances".
 """
 
 from __future__ import annotations
@@ -15,8 +23,8 @@ from conftest import NV_FIXTURES, NV_WITH_D, fixture_path, load_json, load_npz
 from latentshop import load_discriminator, load_generator
 from latentshop.models.stylegan2 import Discriminator, Generator
 
-IMG_ATOL = 1e-4
-WS_ATOL = 1e-5
+IMG_ATOL = 1e-4  # images, D logits: max |diff| measured here 0 (reference) / 1.4e-5 (fast); other CPUs ~1e-5
+WS_ATOL = 1e-5  # ws, cmap (|ws| <= 6.9): measured here 0; with AVX2 kernels up to 5.7e-6
 
 
 def build_nv_generator(name: str) -> Generator:
@@ -63,9 +71,9 @@ def test_synthesis_noise_modes_and_truncation(nv, impl):
         for ws_key, noise_mode, img_key in cases:
             img = G.synthesis(torch.from_numpy(ref[ws_key]), noise_mode=noise_mode, impl=impl)
             diff = max_diff(img, ref[img_key])
+            # No exactness for impl="reference": bit-equality with a file made on another CPU depends
+            # on that CPU's kernels (0.0 here, ~1e-5 elsewhere), not on latentshop.
             assert diff <= IMG_ATOL, f"{img_key} ({impl}): max |diff| {diff}"
-            if impl == "reference":
-                assert diff == 0.0, f"reference path should follow the reference op order exactly ({img_key}: {diff})"
 
 
 @pytest.mark.parametrize("impl", ["reference", "fast"])
@@ -78,7 +86,7 @@ def test_style_mixing(nv, impl):
             k = int(key.removeprefix("ws_mix_k"))
             ws1 = torch.from_numpy(ref["ws_psi1"])
             ws = torch.cat([ws1[:, :k], ws1[[1, 2, 3, 0], k:]], dim=1)  # built here, checked against the stored mix
-            assert max_diff(ws, ref[key]) == 0.0
+            assert max_diff(ws, ref[key]) == 0.0  # indexing only: no arithmetic, exact on any CPU
             assert max_diff(G.synthesis(ws, impl=impl), ref[f"img_mix_k{k}_const"]) <= IMG_ATOL
 
 

@@ -1,8 +1,10 @@
 """The studio in a real browser: Debian's Chromium, driven by Playwright, against ``latentshop studio``
 started on a free loopback port.
 
-Where Chromium or Playwright is missing these tests are skipped with the reason, except in CI
-(``CI=true``), whose .ci/run installs both: there a missing browser fails.
+They run wherever Chromium (``/usr/bin/chromium``, or ``$LATENTSHOP_CHROMIUM``) and Playwright are
+present, whatever ``CI`` says. Where one is missing they are skipped, and tests/web/conftest.py prints
+the reason (``apt-get install chromium``) as one line of the pytest summary; in CI (``CI=true``),
+whose .ci/run installs both, a missing browser fails instead.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from browser_helpers import (REPO, Server, browser, image_bytes, image_src, miss
 EXAMPLE = REPO / "examples" / "face.jpg"
 
 _why = missing()
-if _why and os.environ.get("CI") != "true":
+if _why and os.environ.get("CI") != "true":  # in CI the tests run and fail, so a broken set-up shows
     pytest.skip(f"browser tests need Chromium and Playwright: {_why}", allow_module_level=True)
 
 pytestmark = pytest.mark.slow

@@ -14,15 +14,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from latentshop.checkpoints.native import (FORMAT_VERSION, WEIGHTS_NAME, _jsonable, read_network_config, read_network_weights,
+from latentshop.checkpoints.native import (FORMAT_VERSION, WEIGHTS_NAME, jsonable, read_network_config, read_network_weights,
                                            write_folder)
 from latentshop.checkpoints.zoo import BUNDLED_DIR
 from latentshop.errors import CheckpointError, ConfigError, ShapeError
-from latentshop.latents import generator_fingerprint
+from latentshop.models.fingerprint import accepts, generator_fingerprint
 from latentshop.models.encoders import ENCODER_KINDS, Encoder
 from latentshop.models.stylegan2 import Generator
 
-__all__ = ["find_encoder", "list_encoder_files", "load_encoder", "save_encoder"]
+__all__ = ["cached_load_encoder", "find_encoder", "list_encoder_files", "load_encoder", "save_encoder"]
 
 _MAX_WIDTH, _MAX_STAGES, _MAX_RES, _MAX_WS, _MAX_BLOCKS = 2048, 10, 1024, 64, 16
 
@@ -40,16 +40,16 @@ def save_encoder(E: Encoder, path: str | os.PathLike, *, G: Generator, iteration
         info: provenance (data, steps, seconds).
         overwrite: replace an existing folder.
     """
-    from latentshop import __version__
+    from latentshop.version import __version__
 
     config = {
         "format_version": FORMAT_VERSION,
         "library": f"latentshop {__version__}",
-        "encoder": {"kind": E.kind, "init_kwargs": _jsonable(E.init_kwargs)},
+        "encoder": {"kind": E.kind, "init_kwargs": jsonable(E.init_kwargs)},
         "generator_fingerprint": generator_fingerprint(G),
         "iterations": int(iterations),
-        "metrics": _jsonable(metrics or {}),
-        "info": _jsonable(info or {}),
+        "metrics": jsonable(metrics or {}),
+        "info": jsonable(info or {}),
     }
     return write_folder(path, E.state_dict(), config, overwrite=overwrite)
 
@@ -84,7 +84,7 @@ def load_encoder(path: str | os.PathLike, *, G: Generator | None = None, device:
     _check_kwargs(kwargs, p)
     if G is not None:
         theirs, ours = config.get("generator_fingerprint"), generator_fingerprint(G)
-        if theirs != ours:
+        if not accepts(G, theirs):  # trained for G, or for the base model G was tuned from
             raise CheckpointError(p, f"was trained for another generator (fingerprint {theirs}, this one is {ours}); "
                                      "use that model's encoder or train one with `latentshop train-encoder --model ...`")
         if (kwargs["img_resolution"], kwargs["img_channels"], kwargs["num_ws"], kwargs["w_dim"]) != (
@@ -112,20 +112,27 @@ def _encoder_roots() -> list[Path]:
     return [m / "encoders" for root in roots if root.is_dir() for m in sorted(root.iterdir()) if (m / "encoders").is_dir()]
 
 
-def list_encoder_files(G: Generator | None = None) -> dict[str, Path]:
+def list_encoder_files(G: Generator | None = None, *, beside: str | os.PathLike | None = None) -> dict[str, Path]:
     """Encoder folders known here (bundled models' ``encoders/``, ``$LATENTSHOP_MODELS``), by
-    ``<model>/<name>``; with ``G``, only those trained for it, by name (``psp``, ``e4e``...)."""
-    ours = generator_fingerprint(G) if G is not None else None
+    ``<model>/<name>``; with ``G``, only those trained for it (or for the model it was tuned from),
+    by name (``psp``, ``e4e``...). ``beside``: a model's file or folder whose own encoders
+    (``<folder>/encoders/``, ``<file>.encoders/``) come first."""
     found: dict[str, Path] = {}
-    for root in _encoder_roots():
+    roots = _encoder_roots()
+    if beside is not None:
+        b = Path(beside)
+        own = b / "encoders" if b.is_dir() else b.with_name(b.name + ".encoders")
+        if own.is_dir():
+            roots = [own] + [r for r in roots if r.resolve() != own.resolve()]
+    for root in roots:
         for folder in sorted(root.iterdir()):
             try:
                 config = _read_config(folder)
             except CheckpointError:
                 continue
-            if ours is None:
+            if G is None:
                 found[f"{root.parent.name}/{folder.name}"] = folder
-            elif config.get("generator_fingerprint") == ours:
+            elif accepts(G, config.get("generator_fingerprint")):
                 found.setdefault(folder.name, folder)
     return found
 
@@ -133,7 +140,7 @@ def list_encoder_files(G: Generator | None = None) -> dict[str, Path]:
 _LOADED: dict[tuple[str, int, str, str], Encoder] = {}
 
 
-def _cached_load(path: Path, G: Generator) -> Encoder:
+def cached_load_encoder(path: Path, G: Generator) -> Encoder:
     """An encoder folder loaded once per file version, generator and device (a folder of images or an
     interactive session calls this for every batch)."""
     try:
@@ -156,13 +163,13 @@ def find_encoder(G: Generator, kind: str, *, encoder: str | os.PathLike | Encode
             raise ConfigError(f"the given encoder is {encoder.kind}, the method needs {kind}")
         return encoder
     if encoder is not None:
-        E = _cached_load(Path(encoder), G)
+        E = cached_load_encoder(Path(encoder), G)
         if E.kind != kind:
             raise ConfigError(f"{encoder} is a {E.kind} encoder, the method needs {kind}; pick --method {E.kind} or another --encoder")
         return E
     known = list_encoder_files(G)
     if kind in known:
-        return _cached_load(known[kind], G)
+        return cached_load_encoder(known[kind], G)
     have = ", ".join(sorted(known)) or "none"
     raise ConfigError(f"no {kind} encoder was trained for this generator (encoders for it: {have}). Train one with "
                       f"`latentshop train-encoder --kind {kind} --model MODEL --outdir runs/{kind}` and pass "

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from latentshop.checkpoints.native import (CONFIG_NAME, FORMAT_VERSION, _jsonable, read_network_config, read_network_weights,
+from latentshop.checkpoints.native import (CONFIG_NAME, FORMAT_VERSION, jsonable, read_network_config, read_network_weights,
                                            write_folder)
 from latentshop.checkpoints.zoo import BUNDLED_DIR
 from latentshop.errors import CheckpointError, ConfigError, ShapeError
@@ -60,14 +60,14 @@ def save_evaluator(net: Evaluator, path: str | os.PathLike, *,
         info: provenance (training data, steps, seconds).
         overwrite: replace an existing folder.
     """
-    from latentshop import __version__
+    from latentshop.version import __version__
 
     config = {
         "format_version": FORMAT_VERSION,
         "library": f"latentshop {__version__}",
-        "evaluator": {"kind": net.kind, "init_kwargs": _jsonable(net.init_kwargs)},
-        "metrics": _jsonable(metrics or {}),
-        "info": _jsonable(info or {}),
+        "evaluator": {"kind": net.kind, "init_kwargs": jsonable(net.init_kwargs)},
+        "metrics": jsonable(metrics or {}),
+        "info": jsonable(info or {}),
     }
     return write_folder(path, net.state_dict(), config, overwrite=overwrite)
 

@@ -33,6 +33,8 @@ __all__ = [
     "build_network",
     "load_generator",
     "load_discriminator",
+    "network_from_checkpoint",
+    "resolve_checkpoint_path",
     "convert_checkpoint",
     "compute_w_avg",
     "list_checkpoint_formats",
@@ -254,7 +256,8 @@ def _attach_info(net: nn.Module, ck: Checkpoint, name: str) -> nn.Module:
     return net
 
 
-def _resolve_path(path_or_name: str | os.PathLike) -> Path:
+def resolve_checkpoint_path(path_or_name: str | os.PathLike) -> Path:
+    """The file or folder of a checkpoint given by path, or of a model known by name (a clear error otherwise)."""
     p = Path(path_or_name)
     if p.exists():
         return p
@@ -277,15 +280,18 @@ def load_generator(path_or_name: str | os.PathLike, *, device: str | torch.devic
     Raises:
         CheckpointError: the file cannot be read or holds no such generator.
     """
-    ck = read_checkpoint(_resolve_path(path_or_name))
-    name, spec = _pick(ck, which, "generator")
-    return _attach_info(build_network(spec, device=device, path=ck.path), ck, name)
+    return network_from_checkpoint(read_checkpoint(resolve_checkpoint_path(path_or_name)), "generator", which=which, device=device)
 
 
 def load_discriminator(path_or_name: str | os.PathLike, *, device: str | torch.device = "cpu", which: str = "D") -> Discriminator:
     """Load a StyleGAN2 discriminator (see :func:`load_generator`)."""
-    ck = read_checkpoint(_resolve_path(path_or_name))
-    name, spec = _pick(ck, which, "discriminator")
+    return network_from_checkpoint(read_checkpoint(resolve_checkpoint_path(path_or_name)), "discriminator", which=which,
+                                   device=device)
+
+
+def network_from_checkpoint(ck: Checkpoint, kind: str, *, which: str, device: str | torch.device = "cpu") -> nn.Module:
+    """Build the ``kind`` (``"generator"`` / ``"discriminator"``) network ``which`` of a read checkpoint."""
+    name, spec = _pick(ck, which, kind)
     return _attach_info(build_network(spec, device=device, path=ck.path), ck, name)
 
 
@@ -297,7 +303,7 @@ def convert_checkpoint(
     Every network is validated by building it before anything is written; the output is written
     atomically. Returns the checkpoint that was read.
     """
-    ck = read_checkpoint(_resolve_path(src))
+    ck = read_checkpoint(resolve_checkpoint_path(src))
     for name, spec in ck.networks.items():
         _build(spec, ck.path)  # fail before writing anything
     out = Path(dst)

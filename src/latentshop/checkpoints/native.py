@@ -127,17 +127,17 @@ def write_native(
     Returns:
         The folder written.
     """
-    from latentshop import __version__
+    from latentshop.version import __version__
 
     config = {
         "format_version": FORMAT_VERSION,
         "library": f"latentshop {__version__}",
         "networks": {
-            name: {"kind": spec.kind, "architecture": ARCHITECTURES[spec.kind], "init_kwargs": _jsonable(spec.init_kwargs)}
+            name: {"kind": spec.kind, "architecture": ARCHITECTURES[spec.kind], "init_kwargs": jsonable(spec.init_kwargs)}
             for name, spec in networks.items()
         },
-        "training_set_kwargs": _jsonable(training_set_kwargs),
-        "info": _jsonable(info or {}),
+        "training_set_kwargs": jsonable(training_set_kwargs),
+        "info": jsonable(info or {}),
     }
     tensors = {f"{name}.{k}": v for name, spec in networks.items() for k, v in spec.state_dict.items()}
     return write_folder(path, tensors, config, overwrite=overwrite)  # checks for an existing folder first
@@ -176,12 +176,12 @@ def write_folder(path: str | os.PathLike, tensors: dict[str, torch.Tensor], conf
     return out
 
 
-def _jsonable(obj: Any) -> Any:
+def jsonable(obj: Any) -> Any:
     """Plain JSON types from nested dicts/lists/tuples/numbers (dict keys become strings)."""
     if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
+        return {str(k): jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
+        return [jsonable(v) for v in obj]
     if obj is None or isinstance(obj, (bool, int, float, str)):
         return obj
     if hasattr(obj, "item"):

@@ -12,7 +12,7 @@ import typer
 from rich.table import Table
 
 from latentshop.checkpoints import build_network, convert_checkpoint, read_checkpoint
-from latentshop.checkpoints.loader import _resolve_path
+from latentshop.checkpoints.loader import resolve_checkpoint_path
 from latentshop.cli.common import console, handle_errors
 from latentshop.models.stylegan2 import Discriminator, Generator
 
@@ -74,7 +74,7 @@ def info(
 
       latentshop info models/my-model/ --device cpu
     """
-    ck = read_checkpoint(_resolve_path(model))
+    ck = read_checkpoint(resolve_checkpoint_path(model))
     console.print(f"[bold]{ck.path}[/]  format: {ck.format}  networks: {', '.join(ck.networks)}")
     for name, spec in ck.networks.items():
         net = build_network(spec, path=ck.path, device=device)

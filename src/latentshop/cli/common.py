@@ -13,7 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from latentshop.errors import ConfigError, LatentshopError
 
-__all__ = ["parse_range", "handle_errors", "progress", "console", "err_console"]
+__all__ = ["cli_input", "console", "err_console", "handle_errors", "parse_range", "progress"]
 
 console = Console()
 err_console = Console(stderr=True)
@@ -71,3 +71,26 @@ def progress() -> Progress:
         disable=not sys.stderr.isatty(),
         transient=False,
     )
+
+
+def cli_input(bundle: Any, text: str, *, method: str = "auto", steps: int | None = None, align: bool = False,
+              trunc: float = 1.0, quiet: bool = False, **kwargs: Any) -> Any:
+    """:func:`latentshop.pipeline.resolve_input` with a progress bar while an image is inverted and a
+    line saying how (the editing commands' inputs: a latent file, ``seed:N`` or an image)."""
+    from pathlib import Path
+
+    from latentshop.pipeline import choose_method, resolve_input
+
+    chosen = choose_method(bundle, method)
+    with progress() as bar:
+        tasks: list[Any] = []  # made on the first step: seeds and latent files need no bar
+
+        def callback(state: Any) -> None:
+            if not tasks:
+                tasks.append(bar.add_task(f"inverting {Path(text).name} ({chosen})", total=None))
+            bar.update(tasks[0], completed=state.step, total=state.total)
+
+        src = resolve_input(bundle, text, method=chosen, steps=steps, align=align, trunc=trunc, callback=callback, **kwargs)
+    if src.kind == "image" and not quiet:
+        console.print(f"inverted {Path(text).name} with {chosen} in {src.latent.meta.get('seconds', 0):.1f} s")
+    return src

@@ -2,25 +2,19 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Optional
 
-import numpy as np
 import torch
 import typer
 
-from latentshop.checkpoints import load_generator
-from latentshop.cli.common import console, err_console, handle_errors, progress
-from latentshop.cli.sources import SOURCE_HELP, resolve_source
-from latentshop.data.images import atomic_write_bytes, make_grid, save_image, to_uint8
-from latentshop.editing import DIRECTION_METHODS, edit, save_directions
-from latentshop.editing.catalog import SANE_STRENGTH, load_catalog, parse_edit_spec, parse_sweep
-from latentshop.editing.edits import EditError
+from latentshop.checkpoints import ModelBundle, load_model, save_channels, save_directions
+from latentshop.cli.common import cli_input, console, err_console, handle_errors, progress
+from latentshop.editing import DIRECTION_METHODS
 from latentshop.errors import ConfigError
-from latentshop.latents import save_latent, synthesize
+from latentshop.pipeline import SOURCE_HELP, edit_photo, make_edits
 
-__all__ = ["directions_app", "edit_command", "stylespace_app", "default_evaluator"]
+__all__ = ["directions_app", "edit_command", "stylespace_app"]
 
 directions_app = typer.Typer(help="Find and list edit directions of a model (InterFaceGAN, GANSpace, SeFa).",
                              no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -29,11 +23,6 @@ stylespace_app = typer.Typer(help="StyleSpace: find the style channels that cont
 
 #: Aliases every expression-classifier direction set gets.
 EXPRESSION_ALIASES = {"smile": "happiness"}
-
-
-def default_evaluator(model: str) -> str | None:
-    """The shipped evaluator that labels a bundled model's samples (``None`` for other models)."""
-    return {"synthetic": "synthetic", "default": "expression"}.get(str(model))
 
 
 def _evaluator_attribute(ev: torch.nn.Module, attribute: str) -> str:
@@ -82,15 +71,9 @@ def edit_command(
     device: str = typer.Option("auto", help="'auto', 'cpu', 'cuda' or 'cuda:N'."),
 ) -> None:
     """Edit images or latents with named directions, StyleSpace channels and layer ranges."""
-    G = load_generator(model, device=device)
-    catalog = load_catalog(G, model, directions or [])
+    bundle = load_model(model, device=device, edit_files=directions or [])
     if list_:
-        rows = catalog.describe()
-        if not rows:
-            console.print("this model has no edit files; compute some with `latentshop directions compute`")
-        for name, note in rows:
-            console.print(f"{name:<28} {note}", highlight=False)
-        console.print("s:LAYER:CHANNEL                any single style channel (e.g. s:b16.conv1:3)", highlight=False)
+        _print_catalog(bundle)
         return
     if not inputs:
         raise ConfigError("give at least one input to edit (or --list to see the edits)")
@@ -101,51 +84,29 @@ def edit_command(
     if not edits and not sweep:
         raise ConfigError("nothing to do: give --edit NAME=STRENGTH and/or --sweep NAME=LOW:HIGH:COUNT (see --list)")
     keep_list = [k.strip() for k in (keep or "").split(",") if k.strip()]
-    for k in keep_list:
-        if not any(k in d for d in catalog.directions):
-            raise EditError(f"--keep {k!r}: no such direction; this model has {', '.join(catalog.names()) or 'none'}")
-    specs = [parse_edit_spec(e) for e in edits or []]
-    sweeps = [parse_sweep(s) for s in sweep or []]
-    edit_list = [catalog.make(G, name, strength, layers=layers, keep=keep_list) for name, strength, layers in specs]
-    for name, strength, _ in specs:
-        if abs(strength) > SANE_STRENGTH:
-            err_console.print(f"[yellow]warning:[/] {name}={strength:g} is beyond ±{SANE_STRENGTH:g} standard deviations; "
-                              "expect artefacts", highlight=False)
-    for name, values, layers in sweeps:
-        catalog.make(G, name, 1.0, layers=layers, keep=keep_list)  # unknown names fail before any work
-        if max(abs(v) for v in values) > SANE_STRENGTH:
-            err_console.print(f"[yellow]warning:[/] the sweep of {name} goes beyond ±{SANE_STRENGTH:g} standard deviations",
-                              highlight=False)
+    warned: set[str] = set()
+
+    def warn(text: str) -> None:
+        if text not in warned:
+            warned.add(text)
+            err_console.print(f"[yellow]warning:[/] {text}", highlight=False)
+
+    # every name is checked before any inversion: a typo fails in a second, not after minutes
+    make_edits(bundle, edits or [], keep=keep_list)
     outdir.mkdir(parents=True, exist_ok=True)
     for text in inputs:
-        src = resolve_source(G, text, model=model, method=method, steps=steps, align=align, trunc=trunc)
-        before_lat = src.latent
-        after_lat = edit(G, before_lat, edit_list)
-        before, after = synthesize(G, before_lat), synthesize(G, after_lat)
-        b8, a8 = to_uint8(before)[0], to_uint8(after)[0]
-        name = src.name
-        save_image(a8, outdir / f"{name}-edited.png")
-        strip = [to_uint8(src.target[None])[0]] if src.target is not None else []
-        save_image(make_grid(np.stack(strip + [b8, a8]), cols=len(strip) + 2, pad=2), outdir / f"{name}-before-after.png")
-        save_latent(after_lat.replace(meta={**after_lat.meta, "edits": [e.describe() for e in edit_list]}),
-                    outdir / f"{name}-edited.npz", model=model)
-        record = {"input": text, "model": model, "edits": [{"name": n, "strength": s, "layers": layer} for n, s, layer in specs],
-                  "keep": keep_list, "sweeps": []}
-        for sname, values, layers in sweeps:
-            frames = []
-            for v in values:
-                e = catalog.make(G, sname, v, layers=layers, keep=keep_list)
-                frames.append(to_uint8(synthesize(G, edit(G, after_lat, [e])))[0])
-            slug = sname.replace(":", "_").replace("/", "_")
-            save_image(make_grid(np.stack(frames), cols=len(frames), pad=2), outdir / f"{name}-sweep-{slug}.png")
-            record["sweeps"].append({"name": sname, "strengths": values, "layers": layers})
-        if paste_back and src.face is not None:
-            from latentshop.data.align import paste_back as paste, to_pil
+        src = cli_input(bundle, text, method=method, steps=steps, align=align, trunc=trunc)
+        result = edit_photo(bundle, src, edits or [], keep=keep_list, sweeps=sweep or [], paste_back=paste_back, warn=warn)
+        result.save(outdir)
+        console.print(f"{result.name}: wrote {result.name}-edited.png and {result.name}-before-after.png to {outdir}")
 
-            pasted = paste(to_pil(src.path), a8 if a8.shape[2] == 3 else a8[..., 0], src.face)
-            save_image(np.atleast_3d(np.asarray(pasted)), outdir / f"{name}-edited-pasted.png")
-        atomic_write_bytes(outdir / f"{name}-edit.json", (json.dumps(record, indent=2) + "\n").encode())
-        console.print(f"{name}: wrote {name}-edited.png and {name}-before-after.png to {outdir}")
+
+def _print_catalog(bundle: ModelBundle) -> None:
+    rows = bundle.edits.describe()
+    if not bundle.edits.names():
+        console.print("this model has no edit files; compute some with `latentshop directions compute`")
+    for name, note in rows:
+        console.print(f"{name:<28} {note}", highlight=False)
 
 
 edit_command.__doc__ = (edit_command.__doc__ or "") + EDIT_EXAMPLES
@@ -188,15 +149,12 @@ def directions_compute(
         out = out.with_name(out.name + ".npz")
     if out.exists() and not force:
         raise ConfigError(f"{out} exists; pass --force to replace it")
-    G = load_generator(model, device=device)
+    bundle = load_model(model, device=device, evaluators={"labels": evaluator} if evaluator else None)
+    G = bundle.G
     if method == "interfacegan":
-        from latentshop.checkpoints.evaluators import load_evaluator
         from latentshop.models.evaluators import ExpressionClassifier
 
-        ev_name = evaluator or default_evaluator(model)
-        if ev_name is None:
-            raise ConfigError("InterFaceGAN needs an evaluator to label samples: pass --evaluator NAME|FOLDER")
-        ev = load_evaluator(ev_name, device=device)
+        ev = bundle.evaluator("labels")
         attrs = [a.strip() for a in attributes.split(",")] if attributes else None
         if attrs:
             attrs = [_evaluator_attribute(ev, a) for a in attrs]
@@ -235,12 +193,7 @@ def directions_list(
 
       latentshop directions list --model synthetic
     """
-    G = load_generator(model)
-    rows = load_catalog(G, model, directions or []).describe()
-    if not rows:
-        console.print("no edit files for this model; compute some with `latentshop directions compute`")
-    for name, note in rows:
-        console.print(f"{name:<28} {note}", highlight=False)
+    _print_catalog(load_model(model, edit_files=directions or []))
 
 
 @stylespace_app.command("find")
@@ -272,16 +225,13 @@ def stylespace_find(
 
       latentshop stylespace find -a smile -a glasses --model synthetic --out synthetic-stylespace.npz
     """
-    from latentshop.checkpoints.evaluators import load_evaluator
-    from latentshop.editing.stylespace import find_channels, save_channels
+    from latentshop.editing.stylespace import find_channels
 
-    ev_name = evaluator or default_evaluator(model)
-    if ev_name is None:
-        raise ConfigError("finding channels needs an evaluator to score samples: pass --evaluator NAME|FOLDER")
-    G = load_generator(model, device=device)
-    ev = load_evaluator(ev_name, device=device)
+    bundle = load_model(model, device=device, evaluators={"labels": evaluator} if evaluator else None)
+    G = bundle.G
+    ev = bundle.evaluator("labels")
     attrs = [_evaluator_attribute(ev, a) for a in attribute]
-    masks_fn = _part_masks_fn(G) if parts else None
+    masks_fn = _part_masks_fn(bundle) if parts else None
     where = None
     if masks_fn is not None:
         from latentshop.editing.stylespace import SYNTHETIC_FACTOR_PARTS
@@ -315,13 +265,17 @@ def stylespace_find(
         console.print(f"wrote {path}")
 
 
-def _part_masks_fn(G):  # type: ignore[no-untyped-def]
-    """Part masks of images from the shipped part segmenter, or ``None`` where it does not apply."""
+def _part_masks_fn(bundle: ModelBundle):  # type: ignore[no-untyped-def]
+    """Part masks of images from the model's part segmenter (the shipped one for colour models), or
+    ``None`` where it does not apply."""
     from latentshop.checkpoints.evaluators import list_evaluators, load_evaluator
 
-    if G.img_channels != 3 or "parts" not in list_evaluators():
+    if "parts" in bundle.evaluator_names:
+        seg = bundle.evaluator("parts")
+    elif bundle.G.img_channels == 3 and "parts" in list_evaluators():
+        seg = load_evaluator("parts", device=bundle.device)
+    else:
         return None
-    seg = load_evaluator("parts")
     from latentshop.data.synthetic import PART_NAMES
 
     def fn(images: torch.Tensor) -> dict[str, torch.Tensor]:

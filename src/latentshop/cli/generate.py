@@ -14,20 +14,22 @@ import torch
 import typer
 
 from latentshop.checkpoints import load_generator
-from latentshop.cli.common import console, handle_errors, parse_range, progress
-from latentshop.cli.sources import SOURCE_HELP, resolve_source
-from latentshop.data.images import atomic_write_bytes, make_grid, save_image, to_uint8
+from latentshop.checkpoints import load_model
+from latentshop.cli.common import cli_input, console, handle_errors, parse_range, progress
+from latentshop.data.images import make_grid, save_image, to_uint8
 from latentshop.editing.edits import EditError, parse_layers
 from latentshop.editing.mixing import style_mix
 from latentshop.errors import ConfigError
 from latentshop.inversion import list_inversion_methods
-from latentshop.latents import Latent, synthesize
+from latentshop.fileio import atomic_write_bytes
+from latentshop.latents import Latent, seed_z, synthesize
+from latentshop.pipeline import SOURCE_HELP
 from latentshop.models.stylegan2 import Generator
 from latentshop.ops import fast
 
 COMPILE_HELP = "Compile the fast path's element-wise kernels (torch.compile): some seconds once, then faster; for big jobs."
 
-__all__ = ["generate", "mix", "seed_latents", "NoiseMode", "Precision"]
+__all__ = ["generate", "mix", "NoiseMode", "Precision"]
 
 
 class NoiseMode(str, Enum):
@@ -39,12 +41,6 @@ class NoiseMode(str, Enum):
 class Precision(str, Enum):
     fp32 = "fp32"
     bf16 = "bf16"
-
-
-def seed_latents(G: Generator, seeds: list[int]) -> torch.Tensor:
-    """``z [len(seeds), z_dim]``, each row from ``np.random.RandomState(seed)`` (as NVIDIA's ``generate.py``),
-    so seed N gives the same image here as there."""
-    return torch.from_numpy(np.stack([np.random.RandomState(s).randn(G.z_dim) for s in seeds])).float()
 
 
 def _labels(G: Generator, class_idx: Optional[int], n: int) -> Optional[torch.Tensor]:
@@ -106,7 +102,7 @@ def generate(
         task = bar.add_task("generating", total=len(seed_list))
         for start in range(0, len(seed_list), batch):
             chunk = seed_list[start : start + batch]
-            z = seed_latents(G, chunk)
+            z = seed_z(G, chunk)
             c = _labels(G, class_idx, len(chunk))
             device_ = G.mapping.fc0.weight.device
             with torch.no_grad():
@@ -185,7 +181,8 @@ def mix(
     """
     row_items, col_items = _mix_items(rows, "--rows"), _mix_items(cols, "--cols")
     fast.set_compile(compile_)
-    G = load_generator(model, device=device)
+    bundle = load_model(model, device=device)
+    G = bundle.G
     try:
         layers = list(parse_layers(G, styles) or ())
     except EditError as e:
@@ -201,7 +198,7 @@ def mix(
         device_ = G.mapping.fc0.weight.device
         c = _labels(G, class_idx, len(seeds))
         with torch.no_grad():
-            all_ws = G.mapping(seed_latents(G, seeds).to(device_), None if c is None else c.to(device_), truncation_psi=trunc)
+            all_ws = G.mapping(seed_z(G, seeds).to(device_), None if c is None else c.to(device_), truncation_psi=trunc)
         for i, s in enumerate(seeds):
             lat_of["seed", s] = Latent.from_ws(G, all_ws[i:i + 1], seed=s)
             name_of["seed", s] = str(s)
@@ -209,8 +206,7 @@ def mix(
     for key in dict.fromkeys(row_items + col_items):
         if key[0] != "input":
             continue
-        src = resolve_source(G, str(key[1]), model=model, method=method_invert, steps=steps, align=align,
-                             bf16=precision == Precision.bf16)
+        src = cli_input(bundle, str(key[1]), method=method_invert, steps=steps, align=align, bf16=precision == Precision.bf16)
         name, k = src.name, 2
         while name in used:  # two inputs with one stem (a.npz, a.png): keep both cells
             name, k = f"{src.name}_{k}", k + 1

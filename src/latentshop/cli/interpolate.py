@@ -10,15 +10,16 @@ from typing import Optional
 import numpy as np
 import typer
 
-from latentshop.checkpoints import load_generator
-from latentshop.cli.common import console, handle_errors, progress
-from latentshop.cli.sources import SOURCE_HELP, resolve_source
-from latentshop.data.images import atomic_write_bytes, save_image, to_uint8
+from latentshop.checkpoints import load_model
+from latentshop.cli.common import cli_input, console, handle_errors, progress
+from latentshop.data.images import save_image, to_uint8
 from latentshop.data.video import contact_sheet, require_ffmpeg, write_gif, write_mp4
 from latentshop.editing.mixing import path as latent_path
 from latentshop.errors import ConfigError
 from latentshop.inversion import list_inversion_methods
+from latentshop.fileio import atomic_write_bytes
 from latentshop.latents import SPACES, save_latent, synthesize
+from latentshop.pipeline import SOURCE_HELP
 
 __all__ = ["interpolate_command", "InterpolationSpace", "InterpolationMethod", "VideoFormat"]
 
@@ -81,11 +82,12 @@ def interpolate_command(
         raise ConfigError(f"give at least two inputs to interpolate between, got {len(inputs)}")
     if format_ in (VideoFormat.mp4, VideoFormat.both):
         require_ffmpeg()  # before any inversion or rendering
-    G = load_generator(model, device=device)
+    bundle = load_model(model, device=device)
+    G = bundle.G
     order = {s: i for i, s in enumerate(SPACES)}
     sources = []
     for text in inputs:
-        src = resolve_source(G, text, model=model, method=method_invert, steps=steps, align=align, bf16=bf16, trunc=trunc)
+        src = cli_input(bundle, text, method=method_invert, steps=steps, align=align, bf16=bf16, trunc=trunc)
         if order[src.latent.space] > order[space.value]:
             hint = " (seeds are z latents only without --trunc)" if src.kind == "seed" else ""
             raise ConfigError(f"{text}: is a {src.latent.space!r} latent and cannot be interpolated in {space.value!r}{hint}; "

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import threading
@@ -14,14 +13,16 @@ import numpy as np
 import torch
 import typer
 
-from latentshop.checkpoints import load_discriminator, load_generator
+from latentshop.checkpoints import load_model
 from latentshop.cli.common import console, err_console, handle_errors, progress
 from latentshop.data.dataset import IMAGE_SUFFIXES, load_image
-from latentshop.data.images import atomic_write_bytes, make_grid, save_image, to_uint8
-from latentshop.errors import ConfigError, ImageError, LatentshopError
-from latentshop.inversion import InversionError, invert, list_inversion_methods, method_defaults, perceptual_loss
-from latentshop.latents import Latent, load_latent, save_latent, synthesize
-from latentshop.models.stylegan2 import Generator
+from latentshop.data.images import make_grid, save_image, to_uint8
+from latentshop.errors import ConfigError, LatentshopError
+from latentshop.fileio import atomic_write_bytes
+from latentshop.inversion import (ENCODER_METHODS, INVERSION_METHODS, InversionError, InversionResult, list_inversion_methods,
+                                  perceptual_loss)
+from latentshop.latents import load_latent, save_latent, synthesize
+from latentshop.pipeline import Inversion, Target, invert_targets, load_target, reconstruction_metrics, render
 
 __all__ = ["invert_command", "render_command", "collect_images", "shard_for_rank"]
 
@@ -90,66 +91,6 @@ def shard_for_rank(items: list[Any]) -> list[Any]:
     return items[rank::world]
 
 
-def _load_target(item: _Item, G: Generator, *, align: bool, upscale: bool, outdir: Path) -> tuple[torch.Tensor, Any]:
-    """``[C, R, R]`` target in ``[-1, 1]`` and the alignment (or ``None``)."""
-    res, channels = G.img_resolution, G.img_channels
-    if align:
-        from latentshop.data.align import align_face, save_alignment
-
-        face = align_face(item.path, res=res, channels=channels)
-        a = np.asarray(face.image, dtype=np.uint8).reshape(res, res, -1)
-        save_image(a, outdir / f"{item.name}-aligned.png")
-        save_alignment(face, outdir / f"{item.name}.align.json")
-        return torch.from_numpy(a.transpose(2, 0, 1).astype(np.float32) / 127.5 - 1), face
-    img = load_image(item.path, channels=channels)
-    h, w = img.shape[1:]
-    if min(h, w) < res and not upscale:
-        raise ImageError(f"{item.path}: the image is {w}x{h}, smaller than the model's {res}x{res}; "
-                         "pass --upscale to enlarge it anyway (detail will be missing)")
-    if (h, w) != (res, res):
-        img = load_image(item.path, res=res, channels=channels)
-    return img, None
-
-
-def _write_outputs(item: _Item, target: torch.Tensor, latent: Latent, recon: torch.Tensor, metrics: dict, *,
-                   outdir: Path, model: str, face: Any, photo_paste: bool) -> None:
-    save_latent(latent, outdir / f"{item.name}.npz", model=model)
-    rec8, tgt8 = to_uint8(recon[None])[0], to_uint8(target[None])[0]
-    save_image(rec8, outdir / f"{item.name}.png")
-    save_image(make_grid(np.stack([tgt8, rec8]), cols=2, pad=2), outdir / f"{item.name}-compare.png")
-    if face is not None and photo_paste:
-        from latentshop.data.align import paste_back, to_pil
-
-        pasted = paste_back(to_pil(item.path), rec8 if rec8.shape[2] == 3 else rec8[..., 0], face)
-        save_image(np.atleast_3d(np.asarray(pasted)), outdir / f"{item.name}-pasted.png")
-    # Written last: its presence marks the image as done.
-    atomic_write_bytes(outdir / f"{item.name}.json", (json.dumps(metrics, indent=2) + "\n").encode())
-
-
-def _metrics(target: torch.Tensor, recon: torch.Tensor, latent: Latent, perceptual_net: Any, *, identity: bool) -> list[dict]:
-    from latentshop.metrics.image import ms_ssim, psnr, ssim
-
-    with torch.no_grad():
-        values = {
-            "psnr": psnr(recon, target).tolist(),
-            "ssim": ssim(recon, target).tolist(),
-            "ms_ssim": ms_ssim(recon, target).tolist(),
-            "perceptual_mobilenet": perceptual_net(recon, target).tolist(),
-        }
-    if identity:
-        from latentshop.metrics.identity import identity_similarities
-
-        values["identity"] = [float(x) for x in identity_similarities(target.cpu(), recon.cpu(), aligned=True)]
-    out = []
-    for i in range(target.shape[0]):
-        m = {k: (None if not np.isfinite(v[i]) else round(float(v[i]), 5)) for k, v in values.items()}
-        m.update(method=latent.meta.get("method"), seconds=latent.meta.get("seconds"),
-                 steps=latent.meta.get("options", {}).get("steps"), batch=target.shape[0],
-                 losses={k: vals[i] for k, vals in latent.meta.get("losses", {}).items()})
-        out.append(m)
-    return out
-
-
 def _write_video(frames: list[np.ndarray], path: Path) -> None:
     import io
 
@@ -186,23 +127,26 @@ def invert_command(
     device: str = typer.Option("auto", help="'auto', 'cpu', 'cuda' or 'cuda:N'."),
 ) -> None:
     """Find images in a model's latent space (optimisation, encoders, or an encoder start + optimisation)."""
-    from latentshop.inversion.encoders import ENCODER_METHODS
-
-    method_defaults(method)
+    entry = INVERSION_METHODS.get(method)
     if batch is None:
-        batch = 32 if method in ENCODER_METHODS and method != "e4e+opt" else 4
-    if (encoder is not None or iterations is not None) and method not in ENCODER_METHODS:
+        batch = 4 if entry.optimizes else 32
+    if (encoder is not None or iterations is not None) and entry.encoder is None:
         raise ConfigError(f"--encoder/--iterations apply to the encoder methods ({', '.join(ENCODER_METHODS)}), not {method}")
     if paste_back and not align:
         raise ConfigError("--paste-back needs --align (the transform comes from the alignment)")
     if vgg is not None:
         perceptual = "vgg16"
-    G = load_generator(model, device=device)
-    dev = G.mapping.fc0.weight.device
-    D = load_discriminator(model, device=device) if perceptual == "discriminator" else None
+    bundle = load_model(model, device=device)
+    G, dev = bundle.G, bundle.device
+    if encoder is not None:
+        E = bundle.use_encoder(encoder)
+        if E.kind != entry.encoder:
+            raise ConfigError(f"{encoder} is a {E.kind} encoder, the method needs {entry.encoder}; "
+                              f"pick --method {E.kind} or another --encoder")
     from latentshop.metrics.perceptual import load_perceptual
 
     # The loss network (mobilenet at the image's size, as NVIDIA) and the reported metric (mobilenet at 160 px).
+    D = bundle.discriminator() if perceptual == "discriminator" else None
     loss_net = load_perceptual("vgg16", device=dev, path=vgg) if vgg is not None else perceptual_loss(G, perceptual, D=D)
     metric_net = load_perceptual("mobilenet", device=dev)
     mask_t = None
@@ -230,23 +174,19 @@ def invert_command(
     try:
         with progress() as bar:
             for start in range(0, len(todo), batch):
-                chunk, targets, faces = [], [], []
+                targets: list[Target] = []
                 for it in todo[start:start + batch]:
                     try:
-                        t, face = _load_target(it, G, align=align, upscale=upscale, outdir=outdir)
+                        targets.append(load_target(bundle, it.path, align=align, upscale=upscale, name=it.name))
                     except LatentshopError as e:
                         failures += 1
                         err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
-                        continue
-                    chunk.append(it)
-                    targets.append(t)
-                    faces.append(face)
-                if not chunk:
+                if not targets:
                     continue
-                target = torch.stack(targets).to(dev)
-                label = chunk[0].name if len(chunk) == 1 else f"{chunk[0].name} +{len(chunk) - 1}"
+                target = torch.stack([t.tensor for t in targets]).to(dev)
+                label = targets[0].name if len(targets) == 1 else f"{targets[0].name} +{len(targets) - 1}"
                 task = bar.add_task(f"{method} {label}", total=None)
-                frames: list[list[np.ndarray]] = [[] for _ in chunk]
+                frames: list[list[np.ndarray]] = [[] for _ in targets]
 
                 def callback(state: Any, task: Any = task, target: torch.Tensor = target, frames: list = frames) -> None:
                     bar.update(task, completed=state.step, total=state.total,
@@ -260,27 +200,28 @@ def invert_command(
                             frames[i].append(make_grid(np.stack([tgt[i], rec[i]]), cols=2, pad=2))
 
                 try:
-                    latent = invert(G, target, method=method, steps=steps, lr=lr, loss=loss, perceptual=loss_net, D=D,
-                                    mask=mask_t, encoder=encoder, callback=callback, cancel=stop, **overrides)
+                    result = invert_targets(bundle, target, method=method, steps=steps, lr=lr, loss=loss, perceptual=loss_net,
+                                            D=D, mask=mask_t, callback=callback, cancel=stop, **overrides)
                 except InversionError as e:
-                    failures += len(chunk)
-                    err_console.print(f"[bold red]error:[/] {', '.join(it.name for it in chunk)}: {e}", highlight=False, soft_wrap=True)
+                    failures += len(targets)
+                    err_console.print(f"[bold red]error:[/] {', '.join(t.name for t in targets)}: {e}", highlight=False, soft_wrap=True)
                     if e.latent is not None:
-                        for i, it in enumerate(chunk):
-                            save_latent(e.latent[i], outdir / f"{it.name}.failed.npz", model=model)
+                        for i, t in enumerate(targets):
+                            save_latent(e.latent[i], outdir / f"{t.name}.failed.npz", model=model)
                     continue
+                latent = result.latent
                 if latent.meta.get("cancelled"):
                     err_console.print("[yellow]stopped:[/] the current batch was not saved; run the same command to resume")
                     raise typer.Exit(130)
-                recon = synthesize(G, latent)
-                metrics = _metrics(target, recon, latent, metric_net, identity=align)
-                for i, it in enumerate(chunk):
-                    m = dict(metrics[i], source=str(it.path), model=model)
-                    _write_outputs(it, target[i].cpu(), latent[i], recon[i].cpu(), m, outdir=outdir, model=model,
-                                   face=faces[i], photo_paste=paste_back)
+                recon = synthesize(result.generator_for(G), latent)
+                metrics = reconstruction_metrics(target, recon, latent, metric_net, identity=align)
+                for i, t in enumerate(targets):
+                    Inversion(t, InversionResult(latent[i], result.generator)).save(
+                        outdir, bundle, metrics=metrics[i], recon=recon[i], paste_back=paste_back)
                     if video:
-                        _write_video(frames[i], outdir / f"{it.name}-optimisation.gif")
-                    console.print(f"{it.name}: PSNR {m['psnr']} dB, MS-SSIM {m['ms_ssim']}" +
+                        _write_video(frames[i], outdir / f"{t.name}-optimisation.gif")
+                    m = metrics[i]
+                    console.print(f"{t.name}: PSNR {m['psnr']} dB, MS-SSIM {m['ms_ssim']}" +
                                   (f", identity {m['identity']}" if "identity" in m else ""))
     finally:
         if threading.current_thread() is threading.main_thread():
@@ -306,11 +247,10 @@ def render_command(
 
       latentshop render out/inv/face.npz --model default --outdir out/render
     """
-    G = load_generator(model, device=device)
+    bundle = load_model(model, device=device)
     outdir.mkdir(parents=True, exist_ok=True)
     for path in latents:
-        lat = load_latent(path, G)
-        imgs = to_uint8(synthesize(G, lat, truncation_psi=trunc))
+        imgs = render(bundle, load_latent(path, bundle.G), truncation_psi=trunc)
         stem = path.name[:-4] if path.name.endswith(".npz") else path.stem
         for i, img in enumerate(imgs):
             out = outdir / (f"{stem}.png" if len(imgs) == 1 else f"{stem}-{i}.png")

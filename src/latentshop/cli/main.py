@@ -8,6 +8,7 @@ from latentshop.cli.align import align
 from latentshop.cli.checkpoint import convert, info
 from latentshop.cli.data import data_app
 from latentshop.cli.edit import directions_app, edit_command, stylespace_app
+from latentshop.cli.evaluate import evaluate_command
 from latentshop.cli.evaluator import evaluator_app
 from latentshop.cli.generate import generate, mix
 from latentshop.cli.interpolate import interpolate_command
@@ -37,6 +38,7 @@ app.command("interpolate")(interpolate_command)
 app.command()(align)
 app.add_typer(data_app, name="data")
 app.add_typer(evaluator_app, name="evaluator")
+app.command("evaluate", help=evaluate_command.__doc__)(evaluate_command)
 app.command("edit", help=edit_command.__doc__)(edit_command)
 app.add_typer(directions_app, name="directions")
 app.add_typer(stylespace_app, name="stylespace")

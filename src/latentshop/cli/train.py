@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Optional
 
@@ -42,18 +41,6 @@ def open_held_out(spec: str, *, res: int, channels: int, split: str | None, over
     return None
 
 
-def _init_distributed() -> bool:
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return False
-    import torch.distributed as dist
-
-    backend = "nccl" if torch.cuda.is_available() else "gloo"
-    dist.init_process_group(backend)
-    if torch.cuda.is_available():
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-    return True
-
-
 @handle_errors
 def train(
     preset: Optional[str] = typer.Option(None, help="A model recipe: 'default' (real faces) or 'synthetic'."),
@@ -61,13 +48,19 @@ def train(
     outdir: Path = typer.Option(Path("runs/train"), "--outdir", "-o", help="Run folder: checkpoint, snapshots, log, final model."),
     res: Optional[int] = typer.Option(None, help="Resolution (a power of two; the preset's by default)."),
     channels: Optional[int] = typer.Option(None, min=1, max=3, help="Image channels: 1 (grayscale) or 3."),
+    cbase: Optional[int] = typer.Option(None, min=16, help="Capacity: min(cbase // res, cmax) channels per block (the preset's by default)."),
+    cmax: Optional[int] = typer.Option(None, min=1, help="Maximum channels per block (the preset's by default)."),
     kimg: Optional[float] = typer.Option(None, min=0.001, help="Train until this many thousand real images have been shown."),
     batch: Optional[int] = typer.Option(None, min=1, help="Global batch size (split across torchrun processes)."),
     snapshot_kimg: Optional[float] = typer.Option(None, min=0.001, help="Checkpoint and image grid every this many kimg."),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUTDIR/checkpoint.pt (exactly)."),
     held_out: Optional[str] = typer.Option(None, "--held-out", help="Images for the snapshot SWD (default: the data's test split)."),
+    inception: Optional[Path] = typer.Option(None, "--inception", help="NVIDIA's inception-2015-12-05.pt: also an FID against the held-out images at each snapshot."),
+    verify_inception: bool = typer.Option(True, "--verify-inception/--no-verify-inception", help="Refuse any Inception file but NVIDIA's (SHA-256)."),
     bf16: Optional[bool] = typer.Option(None, "--bf16/--fp32", help="bfloat16 autocast (default on: fast on AMX CPUs)."),
     ada: Optional[bool] = typer.Option(None, "--ada/--no-ada", help="Adaptive discriminator augmentation (small datasets)."),
+    ada_target: Optional[float] = typer.Option(None, min=0.0, max=1.0, help="ADA's target for E[sign(D(real))] (the preset's by default)."),
+    ada_kimg: Optional[float] = typer.Option(None, min=0.001, help="ADA: kimg over which p can move from 0 to 1 (the preset's by default)."),
     seed: int = typer.Option(0, help="Seed of weights, data order, latents and noise."),
     device: str = typer.Option("auto", help="'auto', 'cpu', 'cuda' or 'cuda:N' (under torchrun: one GPU per process)."),
 ) -> None:
@@ -84,16 +77,18 @@ def train(
 
       latentshop train --data my_images/ --res 64 --channels 3 --kimg 500 -o runs/mine
 
+      latentshop train --preset default --data ../shared/data/lfw-faces --inception inception-2015-12-05.pt -o runs/fid
+
       torchrun --nproc_per_node 2 -m latentshop.cli train --preset synthetic -o runs/ddp
     """
     from dataclasses import replace
 
     from latentshop.models.stylegan2 import Discriminator, Generator
-    from latentshop.runtime import resolve_device
+    from latentshop.training.distributed import init_distributed, is_main, shutdown_distributed
     from latentshop.training.presets import architecture, get_preset
-    from latentshop.training.run import RunOptions, run_training
+    from latentshop.training.run import run_training
 
-    distributed = _init_distributed()
+    dev = init_distributed(device)  # under torchrun: joins the process group, one GPU per process on CUDA
     if preset is not None:
         p = get_preset(preset)
     else:
@@ -102,24 +97,27 @@ def train(
         from latentshop.training.presets import PRESETS
 
         p = replace(PRESETS["synthetic"], name="custom", data=data, res=res, channels=channels or 3, split=None, xflip=False)
-    p = replace(p, data=data or p.data, res=res or p.res, channels=channels or p.channels)
+    p = replace(p, data=data or p.data, res=res or p.res, channels=channels or p.channels,
+                channel_base=cbase or p.channel_base, channel_max=cmax or p.channel_max)
     options = p.options
     options = replace(options, seed=seed, batch_size=batch or options.batch_size,
-                      bf16=options.bf16 if bf16 is None else bf16, ada=options.ada if ada is None else ada)
+                      bf16=options.bf16 if bf16 is None else bf16, ada=options.ada if ada is None else ada,
+                      ada_target=options.ada_target if ada_target is None else ada_target,
+                      ada_kimg=ada_kimg or options.ada_kimg)
     run = replace(p.run, total_kimg=kimg or p.run.total_kimg, snapshot_kimg=snapshot_kimg or p.run.snapshot_kimg)
 
-    dev = resolve_device(device)
-    if distributed and dev.type == "cuda":
-        dev = torch.device("cuda", torch.cuda.current_device())
     dataset = open_training_data(p.data, res=p.res, channels=p.channels, split=p.split, xflip=p.xflip)
     G_kwargs, D_kwargs = architecture(p.res, p.channels, z_dim=p.z_dim, mapping_layers=p.mapping_layers,
                                       channel_base=p.channel_base, channel_max=p.channel_max,
                                       c_dim=0)
     torch.manual_seed(seed)
     G, D = Generator(**G_kwargs).to(dev), Discriminator(**D_kwargs).to(dev)
-    console.print(f"training {p.name}: {len(dataset)} images from {p.data}, {p.res} px, {p.channels} channel(s), "
-                  f"batch {options.batch_size}, {run.total_kimg} kimg, {'bf16' if options.bf16 else 'fp32'} on {dev}")
+    if is_main():
+        console.print(f"training {p.name}: {len(dataset)} images from {p.data}, {p.res} px, {p.channels} channel(s), "
+                      f"batch {options.batch_size}, {run.total_kimg} kimg, {'bf16' if options.bf16 else 'fp32'} on {dev}")
     held = open_held_out(p.data, res=p.res, channels=p.channels, split=p.split, override=held_out)
     run_training(G, D, dataset, outdir, options=options, run=run, resume=resume, held_out=held,
                  extra_config={"preset": p.name, "data": p.data, "split": p.split, "xflip": p.xflip},
-                 log=lambda line: console.print(line, highlight=False))
+                 log=lambda line: console.print(line, highlight=False),
+                 inception=inception, verify_inception=verify_inception)
+    shutdown_distributed()

@@ -73,14 +73,11 @@ def train_encoder_command(
       torchrun --nproc_per_node 2 -m latentshop.cli train-encoder --kind e4e --model synthetic -o runs/ddp
     """
     from latentshop.checkpoints import load_generator
-    from latentshop.cli.train import _init_distributed, open_training_data
-    from latentshop.runtime import resolve_device
+    from latentshop.cli.train import open_training_data
+    from latentshop.training.distributed import init_distributed, is_main, shutdown_distributed
     from latentshop.training.encoder import EncoderTrainOptions, train_encoder
 
-    distributed = _init_distributed()
-    dev = resolve_device(device)
-    if distributed and dev.type == "cuda":
-        dev = torch.device("cuda", torch.cuda.current_device())
+    dev = init_distributed(device)  # under torchrun: joins the process group, one GPU per process on CUDA
     if not restyle and iterations != 1:
         iterations = 1
     G = load_generator(model, device=dev)
@@ -94,9 +91,11 @@ def train_encoder_command(
                       sample_fraction=fraction, total_kimg=kimg, lr=lr, perceptual=perceptual, mse=mse, ms_ssim=ms_ssim,
                       latent=latent, progressive_every=progressive_every, bf16=bf16, seed=seed)
     arch = dict(widths=[width, width * 2, width * 4, width * 8], blocks=blocks, style_channels=style_channels)
-    console.print(f"encoder for {model} ({G.img_resolution} px, {G.num_ws} ws) on "
-                  f"{(str(len(dataset)) + ' images from ' + data) if dataset is not None else 'generator samples'}, device {dev}")
+    if is_main():
+        console.print(f"encoder for {model} ({G.img_resolution} px, {G.num_ws} ws) on "
+                      f"{(str(len(dataset)) + ' images from ' + data) if dataset is not None else 'generator samples'}, device {dev}")
     held = _held_out(data, split, G, 16) if data else None
     train_encoder(G, dataset, outdir, options=options, arch=arch, held_out=held, snapshot_kimg=snapshot_kimg, resume=resume,
                   extra_config={"model": model, "data": data or "generator samples", "split": split},
                   log=lambda line: console.print(line, highlight=False))
+    shutdown_distributed()

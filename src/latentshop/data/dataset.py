@@ -70,6 +70,7 @@ from latentshop.errors import ConfigError, ImageError
 from latentshop.runtime import current_umask
 
 __all__ = [
+    "fit_image",
     "load_image",
     "open_image",
     "IMAGE_SUFFIXES",
@@ -410,6 +411,13 @@ def _square_resize(img: Image.Image, res: int) -> Image.Image:
     if w != h:  # crop first: resize(box=...) would let the filter see pixels outside the square
         img = img.crop((left, top, left + s, top + s))
     return img.resize((res, res), Image.Resampling.LANCZOS, reducing_gap=3.0)
+
+
+def fit_image(img: Image.Image, *, res: int, channels: int) -> Image.Image:
+    """A decoded image as a model's input: ``channels`` (1: luma, 3: RGB), centre-cropped to a square
+    and resized to ``res x res`` (Lanczos), as :func:`load_image` does for a file."""
+    _check_options(res, channels, 255)
+    return _square_resize(_to_channels(img, channels), res)
 
 
 def _prepare_one(

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from latentshop.errors import ImageError, ShapeError
-from latentshop.runtime import current_umask
+from latentshop.fileio import atomic_write_bytes
 
 __all__ = ["to_uint8", "make_grid", "save_image", "atomic_write_bytes"]
 
@@ -45,21 +45,6 @@ def make_grid(images: np.ndarray, *, cols: int | None = None, pad: int = 0, back
     return grid
 
 
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary sibling file and a rename (never a half file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600 files; give the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save_image(array: np.ndarray, path: str | os.PathLike) -> None:

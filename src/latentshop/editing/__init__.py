@@ -4,7 +4,9 @@ interpolation).
 Edits are data (:mod:`latentshop.editing.edits`): frozen objects mapping a ``Latent`` to a
 ``Latent``, composed in a list and applied by :func:`edit`. Direction sets
 (:mod:`latentshop.editing.directions`) come from InterFaceGAN, GANSpace or SeFa and are stored as
-files tied to their generator. :mod:`latentshop.editing.mixing` mixes layers of latents and
+files tied to their generator (read and written by :mod:`latentshop.checkpoints.edit_files`). Every
+edit family registers once (:func:`latentshop.registry.register_edit_family`); a model's
+:class:`~latentshop.registry.EditCatalog` finds an edit by name across them. :mod:`latentshop.editing.mixing` mixes layers of latents and
 interpolates between them (frames for :mod:`latentshop.data.video`).
 """
 
@@ -15,9 +17,7 @@ from latentshop.editing.directions import (
     condition,
     ganspace,
     interfacegan,
-    load_directions,
     sample_ws,
-    save_directions,
     sefa,
 )
 from latentshop.editing.edits import (
@@ -33,31 +33,34 @@ from latentshop.editing.edits import (
     style_layer_ws,
 )
 from latentshop.editing.mixing import INTERPOLATION_METHODS, crossover, interpolate, path, style_mix
+from latentshop.editing.stylespace import ChannelSet, StyleChannels, find_channels, style_std
 
 __all__ = [
     "DIRECTION_METHODS",
     "ChannelEdit",
+    "ChannelSet",
     "Direction",
     "DirectionSet",
     "INTERPOLATION_METHODS",
     "Edit",
     "EditError",
+    "StyleChannels",
     "StyleMix",
     "Truncate",
     "attribute_scores",
     "condition",
     "crossover",
     "edit",
+    "find_channels",
     "ganspace",
     "interfacegan",
     "interpolate",
     "layer_groups",
-    "load_directions",
     "parse_layers",
     "path",
     "sample_ws",
-    "save_directions",
     "sefa",
     "style_layer_ws",
     "style_mix",
+    "style_std",
 ]

@@ -30,17 +30,15 @@ Example:
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
 
 from latentshop.editing.edits import Direction, EditError, parse_layers, style_layer_ws
-from latentshop.editing.files import read_edit_file, write_edit_file
-from latentshop.latents import generator_fingerprint
+from latentshop.models.fingerprint import accepts, generator_fingerprint
+from latentshop.registry import EditControl, EditFamily, register_edit_family
 from latentshop.models.stylegan2 import Generator
 
 __all__ = [
@@ -50,9 +48,7 @@ __all__ = [
     "condition",
     "ganspace",
     "interfacegan",
-    "load_directions",
     "sample_ws",
-    "save_directions",
     "sefa",
 ]
 
@@ -155,10 +151,60 @@ class DirectionSet:
         return Direction(label, v, strength, chosen, self.scale_of(v), self.generator)
 
     def check(self, G: Generator) -> None:
-        have = generator_fingerprint(G)
-        if self.generator != have:
+        if not accepts(G, self.generator):
             raise EditError(f"this {self.method} direction set was made for generator {self.generator}, not for the one in use "
-                            f"({have}); compute it again with `latentshop directions compute`")
+                            f"({generator_fingerprint(G)}); compute it again with `latentshop directions compute`")
+
+    # ---- the edit-family protocol (latentshop.registry.EditSet) ----------------------------------
+    family = "directions"
+
+    def edit_names(self) -> list[str]:
+        return self.all_names()
+
+    def describe(self) -> list[tuple[str, str]]:
+        stats = (self.meta.get("stats") or {}) if isinstance(self.meta, Mapping) else {}
+        rows = []
+        for name in self.names:
+            s = stats.get(name, {})
+            note = f"{self.method}"
+            if "val_accuracy" in s:
+                note += f", SVM accuracy {s['val_accuracy']:.2f}"
+            if "explained_variance_ratio" in s:
+                note += f", {100 * s['explained_variance_ratio']:.1f} % of w variance"
+            rows.append((name, note))
+        rows += [(alias, f"= {target}") for alias, target in self.aliases.items()]
+        return rows
+
+    def make(self, G: Generator, name: str, strength: float, *, layers: str | None = None,
+             keep: Sequence[str] = ()) -> Direction | None:
+        """The direction ``name`` (``None`` if this set has no such name); ``keep``: the names among
+        them that this set has are held fixed (conditional InterFaceGAN)."""
+        if name not in self:
+            return None
+        extra = [k for k in keep if k in self]
+        return self.get(name, strength, layers=parse_layers(G, layers) if layers else None, keep=extra)
+
+    def controls(self) -> list[EditControl]:
+        group = _GROUP_OF_METHOD.get(self.method, "attributes")
+        stats = (self.meta.get("stats") or {}) if isinstance(self.meta, Mapping) else {}
+        out = []
+        for n in self.names:
+            label = n
+            if group == "attributes":
+                alias = [a for a, t in self.aliases.items() if t == n]
+                label = f"{n} ({', '.join(alias)})" if alias else n
+            elif "explained_variance_ratio" in stats.get(n, {}):
+                label = f"{n} ({100 * stats[n]['explained_variance_ratio']:.1f} % of w's variance)"
+            out.append(EditControl(group, n, label))
+        return out
+
+    def to_record(self) -> tuple[str, dict[str, np.ndarray], dict[str, Any]]:
+        """``(kind, arrays, meta)`` of this set's edit file (``checkpoints.save_edit_set`` writes it)."""
+        meta = dict(self.meta)
+        meta.update({"method": self.method, "names": list(self.names), "aliases": dict(self.aliases),
+                     "layers": [None if layer is None else list(layer) for layer in self.layers]})
+        return "directions", {"vectors": self.vectors.numpy().astype(np.float32),
+                              "w_cov": self.w_cov.numpy().astype(np.float32)}, meta
 
 
 def condition(vector: torch.Tensor, others: torch.Tensor) -> torch.Tensor:
@@ -376,25 +422,9 @@ def sefa(G: Generator, *, components: int = 20, layers: str | Sequence[int] | No
 
 
 # ---- files --------------------------------------------------------------------------------------
-def save_directions(directions: DirectionSet, path: str | os.PathLike, *, model: str | None = None) -> Path:
-    """Write a direction set (``.npz`` + JSON header; atomic)."""
-    meta = dict(directions.meta)
-    if model is not None:
-        meta["model"] = str(model)
-    meta.update({"method": directions.method, "names": list(directions.names), "aliases": dict(directions.aliases),
-                 "layers": [None if layer is None else list(layer) for layer in directions.layers]})
-    return write_edit_file(path, kind="directions", generator=directions.generator,
-                           arrays={"vectors": directions.vectors.numpy().astype(np.float32),
-                                   "w_cov": directions.w_cov.numpy().astype(np.float32)}, meta=meta)
-
-
-def load_directions(path: str | os.PathLike, G: Generator | None = None) -> DirectionSet:
-    """Read a direction set; with ``G``, refuse one made for another generator.
-
-    Raises:
-        EditError: unreadable, not a direction file, or another generator's.
-    """
-    header, arrays = read_edit_file(path, kind="directions", G=G)
+def _directions_from_record(header: Mapping[str, Any], arrays: Mapping[str, np.ndarray], path: str,
+                            G: Generator | None = None) -> DirectionSet:
+    """A direction set from an edit file's header and arrays (read by ``checkpoints.read_edit_file``)."""
     meta = dict(header.get("meta") or {})
     try:
         names = tuple(str(n) for n in meta.pop("names"))
@@ -416,3 +446,12 @@ def load_directions(path: str | os.PathLike, G: Generator | None = None) -> Dire
         return DirectionSet(method, str(header["generator"]), names, vectors, w_cov, layers=layers, aliases=aliases, meta=meta)
     except EditError as e:
         raise EditError(f"{path}: {e}") from None
+
+
+#: control group of each direction method's sliders (other methods' directions are attributes)
+_GROUP_OF_METHOD = {"interfacegan": "attributes", "ganspace": "ganspace", "sefa": "sefa"}
+
+register_edit_family(EditFamily(
+    name="directions", file_kind="directions", from_record=_directions_from_record,
+    groups=(("attributes", "Attributes (InterFaceGAN)"), ("ganspace", "GANSpace"), ("sefa", "SeFa")),
+    aliases=lambda d: dict(d.aliases)))

@@ -38,8 +38,9 @@ from typing import Sequence
 
 import torch
 
-from latentshop.errors import ConfigError, ShapeError
-from latentshop.latents import Latent, generator_fingerprint
+from latentshop.errors import ConfigError, EditError, ShapeError
+from latentshop.latents import Latent
+from latentshop.models.fingerprint import accepts, generator_fingerprint
 from latentshop.models.stylegan2 import Generator
 
 __all__ = [
@@ -54,10 +55,6 @@ __all__ = [
     "parse_layers",
     "style_layer_ws",
 ]
-
-
-class EditError(ConfigError):
-    """An edit cannot be applied: unknown name, wrong generator, bad layers or strength."""
 
 
 # ---- layers -----------------------------------------------------------------------------------
@@ -143,8 +140,9 @@ class Edit:
         raise NotImplementedError
 
     def check(self, G: Generator) -> None:
-        """Refuse a generator other than the one this edit was made for (when it records one)."""
-        if self.generator is not None and self.generator != generator_fingerprint(G):
+        """Refuse a generator other than the one this edit was made for (when it records one); a
+        generator tuned from that one is accepted (``models.fingerprint``: tuning keeps W)."""
+        if self.generator is not None and not accepts(G, self.generator):
             raise EditError(
                 f"{self.describe()} was made for generator {self.generator}, not for the one in use "
                 f"({generator_fingerprint(G)}); compute the direction again for this model"

@@ -29,9 +29,8 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import os
+import re
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
@@ -39,8 +38,8 @@ import torch
 
 from latentshop.editing.directions import attribute_scores, sample_ws
 from latentshop.editing.edits import ChannelEdit, EditError
-from latentshop.editing.files import read_edit_file, write_edit_file
-from latentshop.latents import generator_fingerprint
+from latentshop.models.fingerprint import generator_fingerprint
+from latentshop.registry import EditControl, EditFamily, register_edit_family
 from latentshop.models.stylegan2 import Generator
 
 __all__ = [
@@ -48,9 +47,9 @@ __all__ = [
     "ChannelInfo",
     "ChannelSet",
     "channel_locality",
+    "STYLESPACE_CONTROLS",
+    "StyleChannels",
     "find_channels",
-    "load_channels",
-    "save_channels",
     "style_std",
     "style_widths",
 ]
@@ -143,6 +142,47 @@ class ChannelSet:
             raise EditError(f"channel {channel} is out of range: {layer} has channels 0..{width - 1}")
         return ChannelEdit(layer, channel, strength, float(self.std[layer][channel]), self.generator)
 
+    # ---- the edit-family protocol (latentshop.registry.EditSet) ----------------------------------
+    family = "stylespace"
+
+    def edit_names(self) -> list[str]:
+        return self.names()
+
+    def describe(self) -> list[tuple[str, str]]:
+        return [(f"stylespace:{a}", f"channel {chans[0].name}, effect {chans[0].effect:.3f} per std")
+                for a, chans in self.attributes.items() if chans]
+
+    def make(self, G: Generator, name: str, strength: float, *, layers: str | None = None,
+             keep: Sequence[str] = ()) -> ChannelEdit | None:
+        """``stylespace:ATTRIBUTE`` (its best channel) or ``stylespace:ATTRIBUTE:RANK``, signed so that a
+        positive strength raises the attribute; ``None`` for other names."""
+        m = re.fullmatch(r"stylespace:(.+?)(?::(\d+))?", name)
+        if not m or m.group(1) not in self.attributes:
+            return None
+        if layers:
+            raise EditError("a StyleSpace edit has its own layer; drop the @LAYERS")
+        return self.get(m.group(1), strength, rank=int(m.group(2) or 0))
+
+    def controls(self) -> list[EditControl]:
+        """The top :data:`STYLESPACE_CONTROLS` channels of every attribute (a channel that tops two
+        attributes once), named ``stylespace:ATTRIBUTE:RANK``; moving right raises the attribute."""
+        out, seen = [], set()
+        for attr, chans in self.attributes.items():
+            for rank, info in enumerate(list(chans)[:STYLESPACE_CONTROLS]):
+                if (info.layer, info.channel) in seen:
+                    continue
+                seen.add((info.layer, info.channel))
+                out.append(EditControl("stylespace", f"stylespace:{attr}:{rank}",
+                                       f"{attr} · channel {info.layer}:{info.channel}", limit=10.0))
+        return out
+
+    def to_record(self) -> tuple[str, dict[str, np.ndarray], dict[str, Any]]:
+        """``(kind, arrays, meta)`` of this set's edit file (``checkpoints.save_edit_set`` writes it)."""
+        meta = dict(self.meta)
+        meta["attributes"] = {a: [c.to_dict() for c in chans] for a, chans in self.attributes.items()}
+        meta["layers"] = list(self.std)
+        return "channels", {f"std/{k}": v.numpy().astype(np.float32) for k, v in self.std.items()}, meta
+
     def get(self, attribute: str, strength: float = 1.0, *, rank: int = 0) -> ChannelEdit:
         """The ``rank``-th channel of ``attribute``, signed so that positive strength raises it."""
         chans = self.attributes.get(attribute)
@@ -154,20 +194,9 @@ class ChannelSet:
         return self.channel_edit(info.layer, info.channel, strength * info.sign)
 
 
-def save_channels(channels: ChannelSet, path: str | os.PathLike, *, model: str | None = None) -> Path:
-    """Write a channel set (``.npz`` + JSON header; atomic)."""
-    meta = dict(channels.meta)
-    if model is not None:
-        meta["model"] = str(model)
-    meta["attributes"] = {a: [c.to_dict() for c in chans] for a, chans in channels.attributes.items()}
-    meta["layers"] = list(channels.std)
-    arrays = {f"std/{k}": v.numpy().astype(np.float32) for k, v in channels.std.items()}
-    return write_edit_file(path, kind="channels", generator=channels.generator, arrays=arrays, meta=meta)
-
-
-def load_channels(path: str | os.PathLike, G: Generator | None = None) -> ChannelSet:
-    """Read a channel set; with ``G``, refuse one made for another generator."""
-    header, arrays = read_edit_file(path, kind="channels", G=G)
+def _channels_from_record(header: Mapping[str, Any], arrays: Mapping[str, np.ndarray], path: str,
+                          G: Generator | None = None) -> ChannelSet:
+    """A channel set from an edit file's header and arrays (read by ``checkpoints.read_edit_file``)."""
     meta = dict(header.get("meta") or {})
     try:
         layers = [str(x) for x in meta.pop("layers")]
@@ -184,6 +213,48 @@ def load_channels(path: str | os.PathLike, G: Generator | None = None) -> Channe
         if {k: v.numel() for k, v in std.items()} != widths:
             raise EditError(f"{path}: the style layers do not match this model's")
     return ChannelSet(str(header["generator"]), attributes, std, meta)
+
+
+class StyleChannels:
+    """The built-in edit set every model has: ``s:LAYER:CHANNEL``, any single style channel, in
+    standard deviations of that channel over the model's samples (:func:`style_std`, computed on
+    first use)."""
+
+    family = "stylespace"
+
+    def __init__(self, G: Generator):
+        self.generator = generator_fingerprint(G)
+        self._std: dict[str, torch.Tensor] | None = None
+
+    def edit_names(self) -> list[str]:
+        return []
+
+    def describe(self) -> list[tuple[str, str]]:
+        return [("s:LAYER:CHANNEL", "any single style channel (e.g. s:b16.conv1:3)")]
+
+    def controls(self) -> list[EditControl]:
+        return []
+
+    def make(self, G: Generator, name: str, strength: float, *, layers: str | None = None,
+             keep: Sequence[str] = ()) -> ChannelEdit | None:
+        if not name.startswith("s:"):
+            return None
+        m = re.fullmatch(r"s:([\w.]+):(\d+)", name)
+        if not m:
+            raise EditError(f"cannot read the channel {name!r}: write s:LAYER:CHANNEL, e.g. s:b16.conv1:45")
+        if layers:
+            raise EditError("a channel edit has its own layer; drop the @LAYERS")
+        if self._std is None:
+            self._std = {k: v.cpu() for k, v in style_std(G).items()}
+        return ChannelSet(self.generator, {}, self._std).channel_edit(m.group(1), int(m.group(2)), strength)
+
+
+#: StyleSpace channels each attribute of a channel set offers as controls (sliders), best first
+STYLESPACE_CONTROLS = 3
+
+register_edit_family(EditFamily(
+    name="stylespace", file_kind="channels", from_record=_channels_from_record, builtin=StyleChannels,
+    groups=(("stylespace", "StyleSpace channels"),)))
 
 
 # ---- finding channels ---------------------------------------------------------------------------

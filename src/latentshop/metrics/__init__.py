@@ -43,7 +43,7 @@ __all__ = [
 ]
 
 _METRICS: dict[str, Callable[..., Any]] = {
-    "fid": FrechetInceptionDistance,  # FrechetInceptionDistance(inception_path, *, device, batch_size)
+    "fid": FrechetInceptionDistance,  # FrechetInceptionDistance(inception_path, *, device, batch_size, verify)
     "swd": SlicedWassersteinDistance,  # SlicedWassersteinDistance(resolution, *, seed, ...)
 }
 

@@ -18,12 +18,18 @@ of ``(S_r S_f)^(1/2)`` is the sum of square roots of the eigenvalues of the symm
 
 The detector file is NVIDIA's ``inception-2015-12-05.pt`` (a TorchScript export of the TensorFlow
 Inception graph used by the original FID code), supplied by the user: latentshop downloads nothing.
-``torch.jit.load`` runs TorchScript code stored in the file, so only load a file from a trusted
-source — NVIDIA's own, checked against a known checksum.
+``torch.jit.load`` runs TorchScript code stored in the file, so :func:`load_inception` first checks
+that the file's SHA-256 is :data:`INCEPTION_SHA256`, the digest of the file NVIDIA serves at
+:data:`INCEPTION_URL` (the one other projects pin for that URL, e.g. ``k_diffusion/evaluation.py`` of
+crowsonkb/k-diffusion), and refuses any other file before loading anything from it. A user's own
+Inception file can be loaded with ``verify=False`` (a warning; its FID is not comparable with
+published values); it is then only checked for structure: a TorchScript archive that maps a dummy
+``uint8 (2, 3, 299, 299)`` batch to ``(2, F)`` float features.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import warnings
 from pathlib import Path
@@ -35,12 +41,23 @@ import torch
 from latentshop.errors import CheckpointError, ConfigError, ImageError, ShapeError
 from latentshop.runtime import resolve_device
 
-__all__ = ["FrechetInceptionDistance", "frechet_distance", "load_inception", "INCEPTION_FILENAME", "INCEPTION_URL"]
+__all__ = [
+    "FrechetInceptionDistance",
+    "frechet_distance",
+    "load_inception",
+    "file_sha256",
+    "INCEPTION_FILENAME",
+    "INCEPTION_SHA256",
+    "INCEPTION_URL",
+]
 
 Which = Literal["real", "fake"]
 
 INCEPTION_FILENAME = "inception-2015-12-05.pt"
 INCEPTION_URL = "https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/metrics/inception-2015-12-05.pt"
+# SHA-256 of the file at INCEPTION_URL, as pinned by crowsonkb/k-diffusion (k_diffusion/evaluation.py) and others
+INCEPTION_SHA256 = "f58cb9b6ec323ed63459aa4fb441fe750cfe39fafad6da5cb504a16f19e958f4"
+_DUMMY_SHAPE = (2, 3, 299, 299)  # the structure check's input: Inception-v3's native size
 
 _HOW_TO_GET = (
     f"FID needs NVIDIA's Inception-v3 feature detector {INCEPTION_FILENAME!r}, the TorchScript file "
@@ -131,16 +148,76 @@ class _GaussianStats:
         return self.mean.clone(), self.m2 / self.count  # population covariance, as NVIDIA's
 
 
-def load_inception(path: str | os.PathLike[str], *, device: str | torch.device = "cpu") -> torch.nn.Module:
-    """Load NVIDIA's Inception TorchScript detector from a trusted file (see the module docstring).
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """Hex SHA-256 digest of a file, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _check_structure(detector: torch.nn.Module, path: Path) -> None:
+    """A user's own detector must map ``uint8 (N, 3, H, W)`` to ``(N, F)`` float features."""
+    dummy = torch.zeros(_DUMMY_SHAPE, dtype=torch.uint8)
+    try:
+        with torch.no_grad():
+            feats = detector(dummy, return_features=True)
+    except Exception as e:  # whatever the scripted code raises
+        raise CheckpointError(
+            path,
+            f"calling it as detector(uint8 {_DUMMY_SHAPE}, return_features=True) failed ({type(e).__name__}: {e}); "
+            f"expected an Inception feature detector with NVIDIA's calling convention. {_HOW_TO_GET}",
+        ) from e
+    if not isinstance(feats, torch.Tensor) or feats.ndim != 2 or feats.shape[0] != _DUMMY_SHAPE[0] or not feats.is_floating_point():
+        got = f"{tuple(feats.shape)} {feats.dtype}" if isinstance(feats, torch.Tensor) else type(feats).__name__
+        raise CheckpointError(
+            path,
+            f"it returned {got} for a uint8 {_DUMMY_SHAPE} batch; expected float features ({_DUMMY_SHAPE[0]}, F) "
+            f"(F = 2048 for NVIDIA's detector). {_HOW_TO_GET}",
+        )
+
+
+def load_inception(
+    path: str | os.PathLike[str], *, device: str | torch.device = "cpu", verify: bool = True
+) -> torch.nn.Module:
+    """Load NVIDIA's Inception TorchScript detector, after checking the file (see the module docstring).
+
+    Args:
+        path: NVIDIA's ``inception-2015-12-05.pt``.
+        device: where the detector runs.
+        verify: check the file's SHA-256 against :data:`INCEPTION_SHA256` before loading it. With
+            ``False`` (a user's own Inception file) a warning is given, and the loaded module is
+            only checked for structure on a dummy batch.
+
+    Returns:
+        The detector, in eval mode on ``device``.
 
     Raises:
-        CheckpointError: the file is missing or is not a TorchScript archive.
+        CheckpointError: the file is missing, is not NVIDIA's (wrong SHA-256), is not a TorchScript
+            archive, or (unverified) does not map ``uint8 (N, 3, H, W)`` images to ``(N, F)`` features.
     """
     path = Path(path)
     if not path.is_file():
         what = "is a folder, not a file" if path.is_dir() else "does not exist"
         raise CheckpointError(path, f"{what}. {_HOW_TO_GET}")
+    if verify:
+        got = file_sha256(path)
+        if got != INCEPTION_SHA256:
+            raise CheckpointError(
+                path,
+                f"has SHA-256 {got} ({path.stat().st_size} bytes), expected {INCEPTION_SHA256}, the digest of NVIDIA's "
+                f"{INCEPTION_FILENAME}: it is another file or a damaged download, and is not loaded. {_HOW_TO_GET}. "
+                "To use your own Inception TorchScript file anyway, turn the check off (verify=False; on the "
+                "command line --no-verify-inception): its FID is then not comparable with published values",
+            )
+    else:
+        warnings.warn(
+            f"{path} is not checked against the SHA-256 of NVIDIA's {INCEPTION_FILENAME}: loading it runs the "
+            "TorchScript code it holds, and its FID is not comparable with published values",
+            UserWarning,
+            stacklevel=2,
+        )
     try:
         with warnings.catch_warnings():
             # TorchScript is deprecated in recent PyTorch, but it is the format NVIDIA ships.
@@ -148,7 +225,10 @@ def load_inception(path: str | os.PathLike[str], *, device: str | torch.device =
             detector = torch.jit.load(str(path), map_location="cpu")
     except Exception as e:  # torch raises RuntimeError, ValueError or zip errors for a bad file
         raise CheckpointError(path, f"is not a TorchScript file ({type(e).__name__}: {e}). {_HOW_TO_GET}") from e
-    return detector.eval().to(resolve_device(device))
+    detector = detector.eval()
+    if not verify:
+        _check_structure(detector, path)
+    return detector.to(resolve_device(device))
 
 
 class FrechetInceptionDistance:
@@ -160,9 +240,11 @@ class FrechetInceptionDistance:
             It must come from a trusted source: loading it runs code from the file.
         device: where the detector runs (``"auto"``, ``"cpu"``, ``"cuda"``, ...).
         batch_size: images given to the detector at a time.
+        verify: refuse any file but NVIDIA's (SHA-256 check, see :func:`load_inception`);
+            ``False`` for a user's own detector (a warning and a structure check).
 
     Raises:
-        CheckpointError: the file is missing or unreadable (the message says how to get it).
+        CheckpointError: the file is missing, not NVIDIA's, or unreadable (the message says how to get it).
 
     Example:
         >>> fid = FrechetInceptionDistance("no/such/inception-2015-12-05.pt")  # doctest: +ELLIPSIS
@@ -177,13 +259,15 @@ class FrechetInceptionDistance:
         *,
         device: str | torch.device = "cpu",
         batch_size: int = 64,
+        verify: bool = True,
     ):
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ConfigError(f"batch_size must be a positive int, got {batch_size!r}")
         self.inception_path = str(inception_path)
         self.device = resolve_device(device)
         self.batch_size = batch_size
-        self.detector = load_inception(inception_path, device=self.device)
+        self.verified = verify
+        self.detector = load_inception(inception_path, device=self.device, verify=verify)
         self._stats: dict[str, _GaussianStats] = {}
         self.reset()
 

@@ -6,8 +6,14 @@ transform, and ``p`` is adjusted during training from the overfitting heuristic
 ``r_t = E[sign(D(real))]`` towards a target of 0.6. The transforms here are the paper's most
 useful groups: x-flips, integer translation (up to 1/8 of the image), brightness, contrast,
 saturation (RGB only) and cutout. All are differentiable with respect to the image, so generator
-gradients flow through them. Randomness comes from torch's global generator (saved in training
-checkpoints, so resumed runs stay exact).
+gradients flow through them.
+
+Randomness comes from a :class:`~latentshop.training.loss.SharedRandom`: the trainer hands ADA its
+shared generator, so under torchrun every rank draws the augmentation parameters of the *global*
+batch and keeps its strided share, exactly as one process with that batch would draw them; and
+the generator's state is in the training checkpoint, so a resumed run stays exact. The overfitting
+statistic is summed over all ranks as it accumulates, so every rank holds (and every checkpoint
+saves) the global value.
 """
 
 from __future__ import annotations
@@ -17,6 +23,8 @@ import math
 import torch
 import torch.distributed as dist
 from torch import nn
+
+from latentshop.training.loss import SharedRandom
 
 __all__ = ["AdaptiveAugment"]
 
@@ -28,6 +36,8 @@ class AdaptiveAugment(nn.Module):
         target: the value of ``E[sign(D(real))]`` that ``p`` steers towards.
         speed_kimg: thousands of images over which ``p`` can move from 0 to 1.
         p: initial probability.
+        random: where the augmentation parameters come from (the trainer passes its shared
+            generator; by default a private one seeded with 0).
 
     Example:
         >>> aug = AdaptiveAugment(p=1.0)
@@ -35,26 +45,25 @@ class AdaptiveAugment(nn.Module):
         torch.Size([2, 3, 16, 16])
     """
 
-    def __init__(self, *, target: float = 0.6, speed_kimg: float = 100.0, p: float = 0.0):
+    def __init__(self, *, target: float = 0.6, speed_kimg: float = 100.0, p: float = 0.0, random: SharedRandom | None = None):
         super().__init__()
         self.target = target
         self.speed_kimg = speed_kimg
+        self.random = random if random is not None else SharedRandom(torch.Generator().manual_seed(0))
         self.register_buffer("p", torch.tensor(float(p)))
         self.register_buffer("_sign_sum", torch.zeros([]))
         self.register_buffer("_sign_count", torch.zeros([]))
 
     def accumulate(self, real_logits: torch.Tensor) -> None:
-        """Record the signs of D's logits on real images (the overfitting heuristic's input)."""
-        self._sign_sum += real_logits.detach().float().sign().sum()
-        self._sign_count += real_logits.numel()
+        """Record the signs of D's logits on real images (the overfitting heuristic's input), summed over all ranks."""
+        stats = torch.stack([real_logits.detach().float().sign().sum(), torch.tensor(float(real_logits.numel()), device=real_logits.device)])
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            dist.all_reduce(stats)  # every rank holds the global sums, so any rank's checkpoint has them
+        self._sign_sum += stats[0].to(self._sign_sum.device)
+        self._sign_count += stats[1].to(self._sign_count.device)
 
     def adjust(self, num_images: int) -> float:
         """Move ``p`` after ``num_images`` images according to the accumulated signs; returns r_t."""
-        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-            stats = torch.stack([self._sign_sum, self._sign_count])
-            dist.all_reduce(stats)  # the heuristic over every rank's reals
-            self._sign_sum.copy_(stats[0])
-            self._sign_count.copy_(stats[1])
         if self._sign_count == 0:
             return float("nan")
         rt = float(self._sign_sum / self._sign_count)
@@ -65,7 +74,7 @@ class AdaptiveAugment(nn.Module):
         return rt
 
     def _mask(self, n: int, device: torch.device) -> torch.Tensor:
-        return (torch.rand([n, 1, 1, 1], device=device) < self.p).float()
+        return (self.random.uniform(n, 1, 1, 1, device=device) < self.p).float()
 
     def forward(self, img: torch.Tensor) -> torch.Tensor:
         """``img [N, C, H, W]`` in about ``[-1, 1]`` to an augmented batch of the same shape."""
@@ -79,23 +88,23 @@ class AdaptiveAugment(nn.Module):
         m = self._mask(n, dev)
         pad_h, pad_w = max(h // 8, 1), max(w // 8, 1)
         padded = torch.nn.functional.pad(img, [pad_w, pad_w, pad_h, pad_h], mode="reflect")
-        ty = (torch.randint(-pad_h, pad_h + 1, [n], device=dev) * m.view(n)).long()
-        tx = (torch.randint(-pad_w, pad_w + 1, [n], device=dev) * m.view(n)).long()
+        ty = (self.random.integers(n, pad_h + 1, low=-pad_h, device=dev) * m.view(n)).long()
+        tx = (self.random.integers(n, pad_w + 1, low=-pad_w, device=dev) * m.view(n)).long()
         rows = (torch.arange(h, device=dev)[None, :] + pad_h - ty[:, None])  # [N, H]
         cols = (torch.arange(w, device=dev)[None, :] + pad_w - tx[:, None])  # [N, W]
         img = padded[torch.arange(n, device=dev)[:, None, None], :, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
         # brightness, contrast, saturation
-        img = img + torch.randn([n, 1, 1, 1], device=dev) * 0.2 * self._mask(n, dev)
+        img = img + self.random.normal(n, 1, 1, 1, device=dev) * 0.2 * self._mask(n, dev)
         mean = img.mean(dim=[1, 2, 3], keepdim=True)
-        contrast = torch.exp2(torch.randn([n, 1, 1, 1], device=dev) * 0.5 * self._mask(n, dev))
+        contrast = torch.exp2(self.random.normal(n, 1, 1, 1, device=dev) * 0.5 * self._mask(n, dev))
         img = (img - mean) * contrast + mean
         if c == 3:
             luma = img.mean(dim=1, keepdim=True)
-            saturation = torch.exp2(torch.randn([n, 1, 1, 1], device=dev) * self._mask(n, dev))
+            saturation = torch.exp2(self.random.normal(n, 1, 1, 1, device=dev) * self._mask(n, dev))
             img = (img - luma) * saturation + luma
         # cutout: a zeroed square of half the size at a random centre
         m = self._mask(n, dev)
-        cy, cx = torch.rand([n, 1, 1, 1], device=dev), torch.rand([n, 1, 1, 1], device=dev)
+        cy, cx = self.random.uniform(n, 1, 1, 1, device=dev), self.random.uniform(n, 1, 1, 1, device=dev)
         yy = (torch.arange(h, device=dev).view(1, 1, h, 1) + 0.5) / h
         xx = (torch.arange(w, device=dev).view(1, 1, 1, w) + 0.5) / w
         inside = ((yy - cy).abs() < 0.25) & ((xx - cx).abs() < 0.25)

@@ -40,9 +40,8 @@ from latentshop.inversion.optimize import perceptual_loss, prepare_target, w_sta
 from latentshop.latents import generator_fingerprint
 from latentshop.models.encoders import ENCODER_KINDS, Encoder, LatentDiscriminator
 from latentshop.models.stylegan2 import Generator
-from latentshop.training.loop import _atomic_torch_save, all_reduce_gradients
+from latentshop.training.distributed import StopSignals, all_reduce_gradients, atomic_torch_save, is_main
 from latentshop.training.loss import SharedRandom
-from latentshop.training.run import StopSignals
 
 __all__ = ["ENCODER_CHECKPOINT_FORMAT", "EncoderTrainOptions", "EncoderTrainer", "train_encoder", "build_encoder"]
 
@@ -321,7 +320,7 @@ class EncoderTrainer:
         torch.set_rng_state(state["rng"]["torch"])
 
     def save(self, path: str | Path) -> None:
-        _atomic_torch_save(self.state_dict(), Path(path))
+        atomic_torch_save(self.state_dict(), Path(path))
 
     def resume(self, path: str | Path) -> None:
         """Continue from a checkpoint of :meth:`save` (read with ``weights_only=True``)."""
@@ -342,10 +341,6 @@ class EncoderTrainer:
 
 
 # ---- a run ----------------------------------------------------------------------------------------
-def _is_main() -> bool:
-    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
-
-
 class _HeldOut:
     """Fixed held-out targets: a reconstruction sheet and PSNR at one and at all passes."""
 
@@ -396,7 +391,8 @@ def train_encoder(
     ``metrics.jsonl`` (held-out PSNR), ``snapshot-<images>.png`` (targets, then each pass's
     reconstruction) and, at the end, the encoder in ``encoder/`` (see
     :func:`latentshop.checkpoints.encoders.save_encoder`). Ctrl-C / SIGTERM finish the step, write
-    the checkpoint and return. Under ``torchrun`` only rank 0 writes.
+    the checkpoint and return (under ``torchrun`` all ranks stop after the same step, whichever of
+    them was signalled). Under ``torchrun`` only rank 0 writes.
 
     Args:
         G: the frozen generator.
@@ -415,7 +411,7 @@ def train_encoder(
     from latentshop.checkpoints.encoders import save_encoder
 
     outdir = Path(outdir)
-    main = _is_main()
+    main = is_main()
     torch.manual_seed(options.seed)
     E = build_encoder(G, options, **(arch or {}))
     trainer = EncoderTrainer(G, E, dataset, options)
@@ -441,7 +437,7 @@ def train_encoder(
     next_snapshot = (trainer.nimg // every + 1) * every
     start_time, start_nimg = time.perf_counter(), trainer.nimg
     with StopSignals() as stop:
-        while trainer.nimg < total and stop.signal is None:
+        while trainer.nimg < total and not stop.requested():  # agreed by all ranks
             logs = trainer.train_step()
             if main and (trainer.step % log_every == 0 or trainer.nimg >= total):
                 elapsed = time.perf_counter() - start_time

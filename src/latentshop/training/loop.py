@@ -6,15 +6,17 @@ every ``d_reg_interval`` steps; with lazy regularisation Adam's learning rate an
 ``interval / (interval + 1)``; ``G_ema`` follows ``G`` with a half-life of ``ema_kimg`` thousand
 images (ramped up over the first ``ema_rampup`` fraction of training).
 
-Every random number comes from generators whose state the checkpoint holds (the data sampler,
-the latents, and torch's global generator for noise and style mixing), so a run resumed from a
-checkpoint continues bit for bit as if it had never stopped (on the CPU).
+Every random number comes from generators whose state the checkpoint holds, so a run resumed from
+a checkpoint continues bit for bit as if it had never stopped (on the CPU). The data order,
+latents, style mixing, noise maps and ADA's parameters all come from one generator that is
+identical on every rank (:class:`~latentshop.training.loss.SharedRandom`), so W processes compute
+what one process with the same global batch computes; torch's global generator, seeded per rank,
+is left to a caller's own ``augment``, and the checkpoint keeps every rank's state of it.
 """
 
 from __future__ import annotations
 
 import copy
-import io
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -25,10 +27,10 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import Dataset
 
-from latentshop.data.images import atomic_write_bytes
 from latentshop.errors import CheckpointError, ConfigError
 from latentshop.models.stylegan2 import Discriminator, Generator
 from latentshop.training.augment import AdaptiveAugment
+from latentshop.training.distributed import all_gather_objects, all_reduce_gradients, atomic_torch_save
 from latentshop.training.loss import LossOptions, SharedRandom, StyleGAN2Loss
 
 __all__ = ["TrainOptions", "Trainer", "TRAINING_CHECKPOINT_FORMAT"]
@@ -56,24 +58,6 @@ class TrainOptions:
     ada_target: float = 0.6  # ADA's target for E[sign(D(real))]
     ada_interval: int = 4  # adjust the augmentation probability every this many steps
     ada_kimg: float = 500.0  # thousands of images over which p can move from 0 to 1
-
-
-def all_reduce_gradients(module: nn.Module, world_size: int) -> None:
-    """Data parallelism: average ``module``'s gradients over all ranks in one flat all-reduce."""
-    params = list(module.parameters())
-    flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).flatten() for p in params])
-    dist.all_reduce(flat)
-    flat /= world_size
-    offset = 0
-    for p in params:
-        p.grad = flat[offset : offset + p.numel()].view_as(p).clone()
-        offset += p.numel()
-
-
-def _atomic_torch_save(obj: Any, path: Path) -> None:
-    buffer = io.BytesIO()
-    torch.save(obj, buffer)
-    atomic_write_bytes(path, buffer.getvalue())
 
 
 class Trainer:
@@ -116,10 +100,12 @@ class Trainer:
         if options.batch_size % self.world_size:
             raise ConfigError(f"batch size {options.batch_size} is not divisible by the {self.world_size} processes")
         self.local_batch = options.batch_size // self.world_size
-        # One generator, identical on every rank, for data order, latents, style mixing and noise.
+        # One generator, identical on every rank, for data order, latents, style mixing, noise and ADA.
         self.random = SharedRandom(torch.Generator().manual_seed(options.seed), self.rank, self.world_size)
         self.loss.random = self.random
-        torch.manual_seed(options.seed + 1 + self.rank)  # augmentation only
+        if isinstance(augment, AdaptiveAugment):
+            augment.random = self.random
+        torch.manual_seed(options.seed + 1 + self.rank)  # per rank: only a caller's own augment draws from it
 
     def _adam(self, module: nn.Module, lr: float, interval: int) -> torch.optim.Adam:
         ratio = interval / (interval + 1) if interval else 1.0
@@ -199,7 +185,11 @@ class Trainer:
 
     # -- checkpoints ---------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        """Everything needed to continue exactly: networks, optimisers, counters and RNG states."""
+        """Everything needed to continue exactly: networks, optimisers, counters and RNG states.
+
+        Collective under torchrun (every rank calls it): the ranks' states of torch's global
+        generator are gathered, in rank order, into ``rng["torch"]``.
+        """
         return {
             "format": TRAINING_CHECKPOINT_FORMAT,
             "G_init_kwargs": self.G.init_kwargs,
@@ -214,7 +204,7 @@ class Trainer:
             "nimg": self.nimg,
             "pl_mean": self.loss.pl_mean.clone(),
             "augment": self.augment.state_dict() if isinstance(self.augment, nn.Module) else None,
-            "rng": {"shared": self.random.generator.get_state(), "torch": torch.get_rng_state()},
+            "rng": {"shared": self.random.generator.get_state(), "torch": all_gather_objects(torch.get_rng_state())},
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -231,11 +221,18 @@ class Trainer:
         if isinstance(self.augment, nn.Module) and state.get("augment") is not None:
             self.augment.load_state_dict(state["augment"])
         self.random.generator.set_state(state["rng"]["shared"])
-        torch.set_rng_state(state["rng"]["torch"])
+        per_rank = state["rng"]["torch"]
+        per_rank = [per_rank] if isinstance(per_rank, torch.Tensor) else per_rank  # single-state checkpoints
+        if self.rank < len(per_rank):
+            torch.set_rng_state(per_rank[self.rank])  # each rank its own stream
+        else:  # resumed on more processes than wrote the checkpoint: the shared draws stay exact
+            torch.manual_seed(self.options.seed + 1 + self.rank + self.step)
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write a training checkpoint atomically."""
-        _atomic_torch_save(self.state_dict(), Path(path))
+        """Write a training checkpoint atomically (collective under torchrun: every rank calls it, rank 0 writes)."""
+        state = self.state_dict()
+        if self.rank == 0:
+            atomic_torch_save(state, Path(path))
 
     def resume(self, path: str | os.PathLike) -> None:
         """Continue from a checkpoint written by :meth:`save` (read with ``weights_only=True``)."""
@@ -249,5 +246,6 @@ class Trainer:
             raise CheckpointError(path, "is not a latentshop training checkpoint")
         for key, kwargs in (("G_init_kwargs", self.G.init_kwargs), ("D_init_kwargs", self.D.init_kwargs)):
             if state.get(key) != kwargs:
-                raise CheckpointError(path, f"was written for another architecture ({key} differs); start a new run or match --res/--preset")
+                raise CheckpointError(path, f"was written for another architecture ({key} differs); "
+                                            "start a new run or match --res/--preset/--cbase/--cmax")
         self.load_state_dict(state)

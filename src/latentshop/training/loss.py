@@ -59,10 +59,15 @@ class SharedRandom:
         x = torch.randn([n_local * self.world_size, *shape], generator=self.generator)
         return x[self.rank :: self.world_size].to(device)
 
-    def integers(self, n_local: int, high: int) -> torch.Tensor:
-        """This rank's share of ``n_local * world_size`` uniform integers in ``[0, high)``."""
-        x = torch.randint(high, [n_local * self.world_size], generator=self.generator)
-        return x[self.rank :: self.world_size]
+    def uniform(self, n_local: int, *shape: int, device: torch.device | str = "cpu") -> torch.Tensor:
+        """This rank's ``[n_local, *shape]`` share of a global uniform draw in ``[0, 1)``."""
+        x = torch.rand([n_local * self.world_size, *shape], generator=self.generator)
+        return x[self.rank :: self.world_size].to(device)
+
+    def integers(self, n_local: int, high: int, *, low: int = 0, device: torch.device | str = "cpu") -> torch.Tensor:
+        """This rank's share of ``n_local * world_size`` uniform integers in ``[low, high)``."""
+        x = torch.randint(low, high, [n_local * self.world_size], generator=self.generator)
+        return x[self.rank :: self.world_size].to(device)
 
     def scalar(self) -> float:
         """One uniform number in ``[0, 1)``, the same on every rank."""

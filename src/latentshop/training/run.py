@@ -3,26 +3,26 @@
 It owns the run folder (``options.json``, ``checkpoint.pt``, ``snapshot-<images seen>.png``, ``log.jsonl``
 and the final latentshop model in ``model/``), progress reporting (kimg, images/s, losses,
 augmentation p, ETA), periodic snapshots, and stopping cleanly: Ctrl-C or SIGTERM finish the
-current step, write a checkpoint and return. ``resume=True`` continues from ``checkpoint.pt``
-exactly. Under ``torchrun`` only rank 0 writes.
+current step, write a checkpoint and return (under ``torchrun`` the ranks agree on the stop, so
+they all stop after the same step, whichever of them was signalled). ``resume=True`` continues
+from ``checkpoint.pt`` exactly. Under ``torchrun`` only rank 0 writes.
 """
 
 from __future__ import annotations
 
 import json
-import signal
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
-import torch.distributed as dist
 from torch.utils.data import Dataset
 
 from latentshop.checkpoints.native import NetworkSpec, write_native
 from latentshop.data.images import atomic_write_bytes, make_grid, save_image, to_uint8
 from latentshop.models.stylegan2 import Discriminator, Generator
+from latentshop.training.distributed import StopSignals, is_main
 from latentshop.training.loop import TrainOptions, Trainer
 
 __all__ = ["RunOptions", "StopSignals", "run_training"]
@@ -39,30 +39,6 @@ class RunOptions:
     metric_images: int = 512  # held-out and generated images for the snapshot SWD (0 disables it)
 
 
-class StopSignals:
-    """Within it, SIGINT / SIGTERM ask the run to stop cleanly (``.signal`` is set) instead of killing
-    it; the previous handlers come back on exit."""
-
-    def __enter__(self) -> "StopSignals":
-        self.signal: int | None = None
-        self._previous = {sig: signal.signal(sig, self._request) for sig in (signal.SIGINT, signal.SIGTERM)}
-        return self
-
-    def _request(self, signum: int, _frame: Any) -> None:
-        self.signal = signum
-
-    def __exit__(self, *exc: Any) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-
-    def stopped(self, nimg: int) -> str:
-        return f"stopped by signal {self.signal} at {nimg / 1000:.2f} kimg; checkpoint written, resume with --resume"
-
-
-def _is_main() -> bool:
-    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
-
-
 def _snapshot_grid(G_ema: Generator, z: torch.Tensor, c: torch.Tensor | None, path: Path) -> None:
     with torch.no_grad():
         img = G_ema(z, c, noise_mode="const")
@@ -70,16 +46,19 @@ def _snapshot_grid(G_ema: Generator, z: torch.Tensor, c: torch.Tensor | None, pa
 
 
 class _SnapshotMetric:
-    """SWD between G_ema samples (fixed latents) and held-out images, at every snapshot."""
+    """SWD (and FID, given a detector) between G_ema samples (fixed latents) and held-out images, at every snapshot."""
 
-    def __init__(self, G: Generator, held_out: Dataset, count: int):
+    def __init__(self, G: Generator, held_out: Dataset, count: int, fid: Any = None):
         from latentshop.metrics.swd import SlicedWassersteinDistance
 
         self.count = min(count, len(held_out))
         self.swd = SlicedWassersteinDistance(G.img_resolution, num_images_hint=self.count)
+        self.fid = fid  # a FrechetInceptionDistance, or None
         for start in range(0, self.count, 64):
             batch = torch.stack([torch.as_tensor(held_out[i][0]) for i in range(start, min(start + 64, self.count))])
             self.swd.update(batch, "real")
+            if fid is not None:
+                fid.update(batch, "real")
         gen = torch.Generator().manual_seed(4321)
         self.z = torch.randn([self.count, G.z_dim], generator=gen)
         self.c = None
@@ -89,12 +68,17 @@ class _SnapshotMetric:
     @torch.no_grad()
     def __call__(self, G_ema: Generator) -> dict[str, float]:
         self.swd.reset("fake")
+        if self.fid is not None:
+            self.fid.reset("fake")
         device = G_ema.mapping.fc0.weight.device
         for start in range(0, self.count, 64):
             z = self.z[start : start + 64].to(device)
             c = None if self.c is None else self.c[start : start + 64].to(device)
-            self.swd.update(G_ema(z, c, noise_mode="const", impl="fast").clamp(-1, 1).cpu(), "fake")
-        return self.swd.compute()
+            images = G_ema(z, c, noise_mode="const", impl="fast").clamp(-1, 1).cpu()
+            self.swd.update(images, "fake")
+            if self.fid is not None:
+                self.fid.update(images, "fake")
+        return {**self.swd.compute(), **(self.fid.compute() if self.fid is not None else {})}
 
 
 def run_training(
@@ -109,6 +93,8 @@ def run_training(
     held_out: Dataset | None = None,
     extra_config: dict[str, Any] | None = None,
     log: Callable[[str], None] = print,
+    inception: str | Path | None = None,
+    verify_inception: bool = True,
 ) -> Trainer:
     """Train until ``run.total_kimg`` (or a stop signal); returns the trainer.
 
@@ -122,9 +108,22 @@ def run_training(
         held_out: images never trained on, for the snapshot metric (multi-scale SWD, ×1e3).
         extra_config: more facts to store in ``options.json`` (data source, preset).
         log: where progress lines go.
+        inception: NVIDIA's ``inception-2015-12-05.pt``: FID against the held-out images at every snapshot too.
+        verify_inception: refuse any Inception file but NVIDIA's (see :func:`latentshop.metrics.fid.load_inception`).
     """
     outdir = Path(outdir)
-    main = _is_main()
+    main = is_main()
+    fid = None
+    if inception is not None:
+        from latentshop.errors import ConfigError
+        from latentshop.metrics.fid import FrechetInceptionDistance
+
+        if held_out is None or min(run.metric_images, len(held_out)) < 2:
+            raise ConfigError("the snapshot FID (--inception) needs at least 2 held-out images: pass --held-out FOLDER "
+                              "(images never trained on), or train on data with a train/test split")
+        # every rank checks the file, so that a bad one stops them all instead of leaving the others waiting
+        fid = FrechetInceptionDistance(inception, device=next(G.parameters()).device, verify=verify_inception)
+        fid = fid if main else None
     trainer = Trainer(G, D, dataset, options)
     ckpt = outdir / "checkpoint.pt"
     if resume and ckpt.exists():
@@ -141,13 +140,13 @@ def run_training(
     if G.c_dim:
         grid_c = torch.eye(G.c_dim)[torch.arange(run.grid_size) % G.c_dim]
 
-    metric = _SnapshotMetric(G, held_out, run.metric_images) if main and held_out is not None and run.metric_images > 0 else None
+    metric = _SnapshotMetric(G, held_out, run.metric_images, fid) if main and held_out is not None and run.metric_images > 0 else None
 
     total = int(run.total_kimg * 1000)
     next_snapshot = (trainer.nimg // int(run.snapshot_kimg * 1000) + 1) * int(run.snapshot_kimg * 1000)
     start_time, start_nimg = time.perf_counter(), trainer.nimg
     with StopSignals() as stop:
-        while trainer.nimg < total and stop.signal is None:
+        while trainer.nimg < total and not stop.requested():  # agreed by all ranks
             logs = trainer.train_step()
             if trainer.step % run.log_every == 0 or trainer.nimg >= total:
                 elapsed = time.perf_counter() - start_time
@@ -161,16 +160,18 @@ def run_training(
                     log(f"kimg {trainer.nimg / 1000:8.2f}  {rate:6.1f} img/s  {losses}  ETA {eta / 3600:5.2f} h")
             if trainer.nimg >= next_snapshot or trainer.nimg >= total:
                 next_snapshot += int(run.snapshot_kimg * 1000)
+                trainer.save(ckpt)  # every rank (it gathers their RNG states); rank 0 writes
                 if main:
-                    trainer.save(ckpt)
                     _snapshot_grid(trainer.G_ema, grid_z, grid_c, outdir / f"snapshot-{trainer.nimg:09d}.png")
                     if metric is not None:
                         scores = metric(trainer.G_ema)
                         with open(outdir / "metrics.jsonl", "a") as f:
                             f.write(json.dumps({"kimg": trainer.nimg / 1000, **scores}) + "\n")
-                        log(f"snapshot at {trainer.nimg / 1000:.2f} kimg: SWD x1e3 " + " ".join(f"{k} {v:.1f}" for k, v in scores.items()))
+                        fid_text = f"  FID {scores['fid']:.2f}" if "fid" in scores else ""
+                        log(f"snapshot at {trainer.nimg / 1000:.2f} kimg: SWD x1e3 "
+                            + " ".join(f"{k} {v:.1f}" for k, v in scores.items() if k != "fid") + fid_text)
+    trainer.save(ckpt)
     if main:
-        trainer.save(ckpt)
         if stop.signal is not None:
             log(stop.stopped(trainer.nimg))
         else:

@@ -1,0 +1,491 @@
+"""The main job, in one place: photo → target → latent → edits → images and files.
+
+Everything works over a :class:`~latentshop.checkpoints.ModelBundle` from
+:func:`latentshop.load_model`, which holds the generator and the parts the job needs (encoders,
+edit catalog, evaluators), each read once. The command line (``edit``, ``invert``, ``mix``,
+``interpolate``, ``render``) and the studio call these functions and hold no pipeline logic of
+their own:
+
+- :func:`load_target` — an image file or a decoded image → the model's input (FFHQ-aligned with
+  ``align``), remembering the photo and the alignment for paste-back;
+- :func:`choose_method` — the inversion method for a job (``auto``: the hybrid ``e4e+opt`` when
+  the model has an e4e encoder, else ``w+``);
+- :func:`invert_targets` / :func:`invert_photo` — a registered inversion method with its assets
+  taken from the bundle; the result may carry a tuned generator;
+- :func:`resolve_input` — what an editing command takes: a latent file, ``seed:N``, or an image
+  (inverted first);
+- :func:`edit_photo` → :class:`EditResult` (``.save(outdir)``: the edited image, before/after,
+  paste-back, sweeps, the latent and a JSON record, each written atomically).
+
+Example:
+    >>> import latentshop
+    >>> bundle = latentshop.load_model("synthetic", device="cpu")
+    >>> result = edit_photo(bundle, "seed:3", ["smile=+2"])
+    >>> result.after.shape, result.latent.space
+    ((64, 64, 3), 'z')
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+from latentshop.checkpoints.bundle import ModelBundle
+from latentshop.data.align import AlignedFace, align_face, paste_back, save_alignment
+from latentshop.data.dataset import IMAGE_SUFFIXES, MAX_IMAGE_PIXELS, fit_image, open_image
+from latentshop.data.images import make_grid, save_image, to_uint8
+from latentshop.editing.catalog import SANE_STRENGTH, parse_edit_spec, parse_sweep
+from latentshop.editing.edits import Edit, edit
+from latentshop.errors import ConfigError, EditError, ImageError
+from latentshop.fileio import atomic_write_bytes
+from latentshop.inversion import INVERSION_METHODS, InversionResult, run_inversion
+from latentshop.latents import Latent, load_latent, save_latent, seed_z, synthesize
+from latentshop.models.stylegan2 import Generator
+
+__all__ = [
+    "EditResult",
+    "Inversion",
+    "SOURCE_HELP",
+    "Source",
+    "Sweep",
+    "Target",
+    "choose_method",
+    "edit_photo",
+    "invert_photo",
+    "invert_targets",
+    "load_target",
+    "make_edits",
+    "paste_into_photo",
+    "reconstruction_metrics",
+    "render",
+    "resolve_input",
+    "seed_latent",
+]
+
+SOURCE_HELP = "a latent file (.npz from `latentshop invert`), 'seed:N' (a sample of the model), or an image file (inverted first)"
+
+
+# ---- targets --------------------------------------------------------------------------------------
+@dataclass
+class Target:
+    """A photo as a model's input.
+
+    Attributes:
+        tensor: ``[C, R, R]`` in ``[-1, 1]`` at the model's resolution and channels (on the CPU).
+        name: a short name for output files (the file's stem).
+        path: the file it came from, if any.
+        face: the FFHQ alignment (:class:`~latentshop.data.align.AlignedFace`) with ``align``.
+        photo: the decoded photo the face was aligned in (for paste-back), with ``align``.
+    """
+
+    tensor: torch.Tensor
+    name: str
+    path: Path | None = None
+    face: AlignedFace | None = None
+    photo: Image.Image | None = field(default=None, repr=False)
+
+    def uint8(self) -> np.ndarray:
+        """The target as ``uint8 [R, R, C]``."""
+        return to_uint8(self.tensor[None])[0]
+
+
+def load_target(bundle: ModelBundle, image: str | os.PathLike | Image.Image | np.ndarray, *, align: bool = False,
+                upscale: bool = True, name: str | None = None, max_pixels: int = MAX_IMAGE_PIXELS) -> Target:
+    """An image as the model's input: decoded with the file checks, FFHQ-aligned with ``align``
+    (dlib), else centre-cropped and resized to the model's resolution, in its channels.
+
+    Args:
+        bundle: the model.
+        image: an image file, a decoded Pillow image or a ``uint8`` array ``(H, W[, C])``.
+        align: detect the face and crop it as FFHQ does (the photo is kept for paste-back).
+        upscale: accept images smaller than the model (enlarged; detail is missing).
+        name: the output name (default: the file's stem, else ``"image"``).
+        max_pixels: larger images are refused before their pixels are decoded.
+
+    Raises:
+        ImageError: the file is missing, not an image, corrupt or too large; too small without
+            ``upscale``; with ``align``, no face was found (``NoFaceError``).
+    """
+    G = bundle.G
+    res, channels = G.img_resolution, G.img_channels
+    path = None
+    if isinstance(image, (str, os.PathLike)):
+        path = Path(image)
+        img = open_image(path, max_pixels=max_pixels)
+    elif isinstance(image, Image.Image):
+        img = image
+    elif isinstance(image, np.ndarray):
+        if image.dtype != np.uint8 or image.ndim not in (2, 3):
+            raise ImageError(f"an image array must be uint8 (H, W[, C]), got {image.dtype} {image.shape}")
+        img = Image.fromarray(image[..., 0] if image.ndim == 3 and image.shape[2] == 1 else image)
+    else:
+        raise ImageError(f"cannot read an image from {type(image).__name__}: give a file, a Pillow image or a uint8 array")
+    stem = name or (path.stem if path is not None else "image")
+    if align:
+        face = align_face(img if path is None else path, res=res, channels=channels)
+        a = np.asarray(face.image, dtype=np.uint8).reshape(res, res, -1)
+        return Target(_to_tensor(a), stem, path, face, img)
+    w, h = img.size
+    if min(w, h) < res and not upscale:
+        where = str(path) if path is not None else "the image"
+        raise ImageError(f"{where}: the image is {w}x{h}, smaller than the model's {res}x{res}; "
+                         "pass --upscale to enlarge it anyway (detail will be missing)", kind="too-small")
+    a = np.asarray(fit_image(img, res=res, channels=channels), dtype=np.uint8).reshape(res, res, channels)
+    return Target(_to_tensor(a), stem, path)
+
+
+def _to_tensor(a: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(a.transpose(2, 0, 1).astype(np.float32) / 127.5 - 1)
+
+
+def paste_into_photo(target: Target, image: np.ndarray) -> Image.Image:
+    """An aligned model output (``uint8 [R, R, C]``) put back into the target's photo (feathered; a
+    grey edit keeps the photo's colours). The target must have been loaded with ``align``."""
+    if target.face is None or target.photo is None:
+        raise ConfigError("paste-back needs an aligned photo (--align): the transform comes from the alignment")
+    return paste_back(target.photo, image if image.shape[2] == 3 else image[..., 0], target.face)
+
+
+# ---- inversion --------------------------------------------------------------------------------------
+#: what each job inverts with when asked for "auto": (with an e4e encoder, with a pSp encoder only, with none)
+_AUTO = {"edit": ("e4e+opt", "w+", "w+"), "quick": ("restyle-e4e", "restyle-psp", "w+"), "refine": ("e4e+opt", "w+", "w+")}
+
+
+def choose_method(bundle: ModelBundle, method: str = "auto", *, purpose: str = "edit") -> str:
+    """The inversion method for a job.
+
+    ``auto`` gives, for ``purpose="edit"`` (images about to be edited) and ``"refine"``, the hybrid
+    ``e4e+opt`` when the model has an e4e encoder (faster than ``w+`` and its codes edit more
+    selectively, docs/encoders.md), else ``w+``; for ``"quick"`` (a first code in milliseconds), the
+    ReStyle encoder the model has, else ``w+``. Any registered name is returned as it is.
+    """
+    if method != "auto":
+        INVERSION_METHODS.get(method)  # a clear error for an unknown name
+        return method
+    if purpose not in _AUTO:
+        raise ConfigError(f"unknown purpose {purpose!r}; purposes are {', '.join(_AUTO)}")
+    kinds = bundle.encoder_kinds
+    with_e4e, with_psp, plain = _AUTO[purpose]
+    return with_e4e if "e4e" in kinds else with_psp if "psp" in kinds else plain
+
+
+def invert_targets(bundle: ModelBundle, targets: Sequence[Target] | torch.Tensor, *, method: str = "auto",
+                   purpose: str = "edit", perceptual: str | torch.nn.Module = "mobilenet", **kwargs: Any) -> InversionResult:
+    """Invert a batch of targets with ``method``; the bundle gives the method's encoder (and D for the
+    ``discriminator`` perceptual back-end). ``kwargs`` go to :func:`~latentshop.inversion.run_inversion`
+    (``steps``, ``mask``, ``callback``, ``cancel``, ``seed``, ``bf16``...)."""
+    method = choose_method(bundle, method, purpose=purpose)
+    entry = INVERSION_METHODS.get(method)
+    if entry.encoder is not None and kwargs.get("encoder") is None:
+        kwargs["encoder"] = bundle.encoder(entry.encoder)
+    if perceptual == "discriminator" and kwargs.get("D") is None:
+        kwargs["D"] = bundle.discriminator()
+    x = targets if isinstance(targets, torch.Tensor) else torch.stack([t.tensor for t in targets])
+    return run_inversion(bundle.G, x.to(bundle.device), method=method, perceptual=perceptual, **kwargs)
+
+
+@dataclass
+class Inversion:
+    """One photo's inversion: its target and what the method found."""
+
+    target: Target
+    result: InversionResult
+
+    @property
+    def latent(self) -> Latent:
+        return self.result.latent
+
+    def generator(self, bundle: ModelBundle) -> Generator:
+        """The generator that renders the latent (a tuned one, or the model's)."""
+        return self.result.generator_for(bundle.G)
+
+    def save(self, outdir: str | os.PathLike, bundle: ModelBundle, *, metrics: dict[str, Any] | None = None,
+             recon: torch.Tensor | None = None, paste_back: bool = False) -> dict[str, Path]:
+        """Write NAME.npz (the latent), NAME.png (the reconstruction), NAME-compare.png (target |
+        reconstruction), with an alignment NAME-aligned.png and NAME.align.json, NAME-pasted.png
+        with ``paste_back``, and last NAME.json (``metrics``), whose presence marks the photo done."""
+        outdir = Path(outdir)
+        name = self.target.name
+        if recon is None:
+            recon = synthesize(self.generator(bundle), self.latent)[0]
+        rec8, tgt8 = to_uint8(recon.cpu()[None])[0], self.target.uint8()
+        out = {"latent": save_latent(self.latent, outdir / f"{name}.npz", model=bundle.name)}
+        save_image(rec8, out.setdefault("reconstruction", outdir / f"{name}.png"))
+        save_image(make_grid(np.stack([tgt8, rec8]), cols=2, pad=2), out.setdefault("compare", outdir / f"{name}-compare.png"))
+        if self.target.face is not None:
+            save_image(tgt8, out.setdefault("aligned", outdir / f"{name}-aligned.png"))
+            out["alignment"] = save_alignment(self.target.face, outdir / f"{name}.align.json")
+            if paste_back:
+                pasted = paste_into_photo(self.target, rec8)
+                save_image(np.atleast_3d(np.asarray(pasted)), out.setdefault("pasted", outdir / f"{name}-pasted.png"))
+        record = dict(metrics or {}, source=str(self.target.path) if self.target.path else None, model=bundle.name)
+        atomic_write_bytes(out.setdefault("record", outdir / f"{name}.json"), (json.dumps(record, indent=2) + "\n").encode())
+        return out
+
+
+def invert_photo(bundle: ModelBundle, image: str | os.PathLike | Image.Image | np.ndarray | Target, *, align: bool = False,
+                 method: str = "auto", purpose: str = "edit", **kwargs: Any) -> Inversion:
+    """Load (:func:`load_target`) and invert one photo.
+
+    Example:
+        >>> import latentshop
+        >>> bundle = latentshop.load_model("synthetic", device="cpu")
+        >>> inv = invert_photo(bundle, latentshop.pipeline.render(bundle, seed_latent(bundle, 4))[0], method="e4e")
+        >>> inv.latent.space, inv.latent.meta["method"]
+        ('w+', 'e4e')
+    """
+    target = image if isinstance(image, Target) else load_target(bundle, image, align=align)
+    result = invert_targets(bundle, [target], method=method, purpose=purpose, **kwargs)
+    lat = result.latent
+    if target.path is not None:
+        lat = lat.replace(meta={**lat.meta, "source": str(target.path)})
+    return Inversion(target, InversionResult(lat, result.generator))
+
+
+def reconstruction_metrics(targets: torch.Tensor, recon: torch.Tensor, latent: Latent, perceptual_net: Any, *,
+                           identity: bool = False) -> list[dict[str, Any]]:
+    """Per image: PSNR, SSIM, MS-SSIM, the perceptual distance (and dlib identity with ``identity``),
+    with the inversion's method, seconds, steps and final losses."""
+    from latentshop.metrics.image import ms_ssim, psnr, ssim
+
+    with torch.no_grad():
+        values = {
+            "psnr": psnr(recon, targets).tolist(),
+            "ssim": ssim(recon, targets).tolist(),
+            "ms_ssim": ms_ssim(recon, targets).tolist(),
+            "perceptual_mobilenet": perceptual_net(recon, targets).tolist(),
+        }
+    if identity:
+        from latentshop.metrics.identity import identity_similarities
+
+        values["identity"] = [float(x) for x in identity_similarities(targets.cpu(), recon.cpu(), aligned=True)]
+    out = []
+    for i in range(targets.shape[0]):
+        m: dict[str, Any] = {k: (None if not np.isfinite(v[i]) else round(float(v[i]), 5)) for k, v in values.items()}
+        m.update(method=latent.meta.get("method"), seconds=latent.meta.get("seconds"),
+                 steps=latent.meta.get("options", {}).get("steps"), batch=targets.shape[0],
+                 losses={k: vals[i] for k, vals in latent.meta.get("losses", {}).items()})
+        out.append(m)
+    return out
+
+
+# ---- inputs of the editing jobs ---------------------------------------------------------------------
+def seed_latent(bundle: ModelBundle | Generator, seed: int, *, truncation_psi: float = 1.0) -> Latent:
+    """The sample of seed ``seed`` (``z`` from ``np.random.RandomState(seed)``, as NVIDIA's
+    ``generate.py``); with truncation, its ``w+`` latent. Needs an unconditional model."""
+    G = bundle.G if isinstance(bundle, ModelBundle) else bundle
+    if G.c_dim:
+        raise ConfigError("seed inputs need an unconditional model (this one is conditional: pass a class label)")
+    lat = Latent.from_z(G, seed_z(G, [int(seed)]).to(G.mapping.fc0.weight.device), seed=int(seed))
+    if truncation_psi != 1.0:
+        lat = Latent.from_ws(G, lat.ws(G, truncation_psi=truncation_psi), seed=int(seed), truncation_psi=truncation_psi)
+    return lat
+
+
+@dataclass
+class Source:
+    """One input of an editing job: its latent, a short name, and for images the target."""
+
+    latent: Latent
+    name: str
+    kind: str = "latent"  # "latent" | "seed" | "image"
+    target: Target | None = None
+    generator: Generator | None = None  # a tuned generator that renders the latent (None: the model's)
+    text: str = ""  # what was asked for
+
+
+def resolve_input(bundle: ModelBundle, item: str | os.PathLike | Latent | Target, *, method: str = "auto",
+                  steps: int | None = None, align: bool = False, trunc: float = 1.0,
+                  callback: Callable[[Any], None] | None = None, **kwargs: Any) -> Source:
+    """Turn an input into a :class:`Source`.
+
+    ``seed:N`` (or ``N``) maps ``z`` of seed N (truncated by ``trunc``); a ``.npz`` file is a latent
+    (refused if made for another model); a :class:`Latent` or :class:`Target` is taken as it is;
+    anything else must be an image file, loaded (FFHQ-aligned with ``align``) and inverted with
+    ``method`` (:func:`choose_method`). ``kwargs`` go to the inversion (``bf16``, ``seed``, ``cancel``...).
+    """
+    if isinstance(item, Latent):
+        item.check(bundle.G)
+        return Source(item, "latent", text="latent")
+    if isinstance(item, Target):
+        inv = invert_photo(bundle, item, method=method, steps=steps, callback=callback, **kwargs)
+        return Source(inv.latent, item.name, "image", item, inv.result.generator, text=item.name)
+    text = str(item)
+    m = re.fullmatch(r"(?:seed:)?(\d+)", text.strip())
+    path = Path(text)
+    if m and not path.exists():
+        s = int(m.group(1))
+        return Source(seed_latent(bundle, s, truncation_psi=trunc), f"seed{s:04d}", "seed", text=text)
+    if not path.exists():
+        raise ConfigError(f"{text}: no such file; give {SOURCE_HELP}")
+    if path.suffix == ".npz":
+        lat = load_latent(path, bundle.G)
+        if len(lat) != 1:
+            raise ConfigError(f"{path}: holds {len(lat)} latents; editing takes one per input (split the batch with the library)")
+        return Source(lat, path.name[:-4], text=text)
+    if path.suffix.lower() not in IMAGE_SUFFIXES:
+        raise ImageError(f"{path}: not a latent (.npz) or an image file ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    target = load_target(bundle, path, align=align)
+    inv = invert_photo(bundle, target, method=method, steps=steps, callback=callback, **kwargs)
+    return Source(inv.latent, path.stem, "image", target, inv.result.generator, text=text)
+
+
+# ---- edits ------------------------------------------------------------------------------------------
+def make_edits(bundle: ModelBundle, specs: Sequence[str | tuple[str, float, str | None] | Edit], *,
+               keep: Sequence[str] = ()) -> tuple[list[Edit], list[str]]:
+    """Edits from ``NAME=STRENGTH[@LAYERS]`` texts (or ``(name, strength, layers)`` or ready edits),
+    in order, with ``keep``'s InterFaceGAN attributes held fixed. Returns ``(edits, warnings)``: a
+    strength beyond ±:data:`~latentshop.editing.catalog.SANE_STRENGTH` standard deviations warns.
+
+    Raises:
+        EditError: an unreadable text, an unknown name (the message lists the model's) or ``keep``.
+    """
+    bundle.edits.check_names(list(keep), "--keep")
+    out, warnings = [], []
+    for spec in specs:
+        if isinstance(spec, Edit):
+            out.append(spec)
+            continue
+        name, strength, layers = parse_edit_spec(spec) if isinstance(spec, str) else spec
+        out.append(bundle.edits.make(bundle.G, name, float(strength), layers=layers, keep=keep))
+        if abs(strength) > SANE_STRENGTH:
+            warnings.append(f"{name}={strength:g} is beyond ±{SANE_STRENGTH:g} standard deviations; expect artefacts")
+    return out, warnings
+
+
+def render(bundle: ModelBundle, latent: Latent, edits: Sequence[Edit] = (), *, generator: Generator | None = None,
+           **kwargs: Any) -> np.ndarray:
+    """``latent`` with ``edits`` applied, rendered: ``uint8 [N, R, R, C]`` (``kwargs``: truncation_psi,
+    noise_mode, bf16 of :func:`~latentshop.latents.synthesize`; ``generator``: a tuned one)."""
+    G = generator if generator is not None else bundle.G
+    with torch.no_grad():
+        lat = edit(G, latent, list(edits)) if edits else latent
+        return to_uint8(synthesize(G, lat, **kwargs))
+
+
+@dataclass
+class Sweep:
+    """One edit swept over strengths, on top of the others: a row of frames."""
+
+    name: str
+    strengths: list[float]
+    layers: str | None
+    frames: np.ndarray  # uint8 [K, R, R, C]
+
+
+@dataclass
+class EditResult:
+    """An edited input: the latents, the pictures and what to write (:meth:`save`)."""
+
+    model: str
+    source: Source
+    edits: list[Edit]
+    latent: Latent  # the edited latent
+    before: np.ndarray  # uint8 [R, R, C]: the input's rendering
+    after: np.ndarray  # uint8 [R, R, C]: the edited rendering
+    specs: list[dict[str, Any]] = field(default_factory=list)  # the edits as asked: name, strength, layers
+    keep: list[str] = field(default_factory=list)
+    sweeps: list[Sweep] = field(default_factory=list)
+    pasted: Image.Image | None = None  # the edited face back in the photo (paste_back)
+    record: dict[str, Any] = field(default_factory=dict)  # extra facts for the JSON record
+
+    @property
+    def name(self) -> str:
+        return self.source.name
+
+    def save(self, outdir: str | os.PathLike, *, name: str | None = None) -> dict[str, Path]:
+        """Write NAME-edited.png, NAME-before-after.png (the target too, for an image), NAME-edited.npz,
+        NAME-sweep-EDIT.png per sweep, NAME-edited-pasted.png (with paste-back) and last NAME-edit.json;
+        every file atomically. Returns the paths by role."""
+        outdir = Path(outdir)
+        name = name or self.name
+        out: dict[str, Path] = {}
+        save_image(self.after, out.setdefault("edited", outdir / f"{name}-edited.png"))
+        strip = [self.source.target.uint8()] if self.source.target is not None else []
+        save_image(make_grid(np.stack(strip + [self.before, self.after]), cols=len(strip) + 2, pad=2),
+                   out.setdefault("before_after", outdir / f"{name}-before-after.png"))
+        described = [e.describe() for e in self.edits]
+        out["latent"] = save_latent(self.latent.replace(meta={**self.latent.meta, "edits": described}),
+                                    outdir / f"{name}-edited.npz", model=self.model)
+        for sw in self.sweeps:
+            slug = sw.name.replace(":", "_").replace("/", "_")
+            save_image(make_grid(sw.frames, cols=len(sw.frames), pad=2), out.setdefault(f"sweep:{sw.name}", outdir / f"{name}-sweep-{slug}.png"))
+        if self.pasted is not None:
+            save_image(np.atleast_3d(np.asarray(self.pasted)), out.setdefault("pasted", outdir / f"{name}-edited-pasted.png"))
+        record = {"input": self.source.text or self.source.name, "model": self.model, "edits": self.specs,
+                  "applied": described, "keep": self.keep,
+                  "sweeps": [{"name": s.name, "strengths": s.strengths, "layers": s.layers} for s in self.sweeps],
+                  **self.record}
+        atomic_write_bytes(out.setdefault("record", outdir / f"{name}-edit.json"), (json.dumps(record, indent=2) + "\n").encode())
+        return out
+
+
+def edit_photo(bundle: ModelBundle, image_or_latent: str | os.PathLike | Latent | Target | Source,
+               edits: Sequence[str | tuple[str, float, str | None] | Edit], *, method: str = "auto",
+               steps: int | None = None, align: bool = False, paste_back: bool = False, keep: Sequence[str] = (),
+               sweeps: Sequence[str | tuple[str, Sequence[float], str | None]] = (), trunc: float = 1.0,
+               warn: Callable[[str], None] | None = None, **kwargs: Any) -> EditResult:
+    """The main job: an input (a photo, a latent, ``seed:N``) edited with named edits, rendered.
+
+    Args:
+        bundle: the model (:func:`latentshop.load_model`).
+        image_or_latent: what to edit (see :func:`resolve_input`), or a resolved :class:`Source`.
+        edits: ``NAME=STRENGTH[@LAYERS]`` texts, ``(name, strength, layers)`` or :class:`~latentshop.editing.Edit`\\ s, applied in order.
+        method: inversion method of image inputs (:func:`choose_method`).
+        steps: inversion steps (default: the method's).
+        align: FFHQ-align image inputs first (needed for ``paste_back``).
+        paste_back: also put the edited face back into the photo.
+        keep: InterFaceGAN attributes to hold fixed (conditional manipulation).
+        sweeps: ``NAME=LOW:HIGH:COUNT[@LAYERS]`` (or ``(name, strengths, layers)``): rows of frames,
+            each on top of ``edits``.
+        trunc: truncation of seed inputs.
+        warn: called at once with each warning (strengths beyond the trained region), before any work.
+        **kwargs: for the inversion (``callback``, ``cancel``, ``bf16``, ``seed``...).
+
+    Raises:
+        EditError: an unknown edit, sweep or ``keep`` name (checked before any inversion).
+    """
+    if paste_back and not align and not (isinstance(image_or_latent, (Target, Source)) and _target_of(image_or_latent)):
+        raise ConfigError("--paste-back needs --align (the transform comes from the alignment)")
+    edit_list, warnings = make_edits(bundle, edits, keep=keep)
+    sweep_specs = [parse_sweep(s) if isinstance(s, str) else (s[0], [float(v) for v in s[1]], s[2]) for s in sweeps]
+    for sname, values, layers in sweep_specs:
+        bundle.edits.make(bundle.G, sname, 1.0, layers=layers, keep=keep)  # unknown names fail before any work
+        if max(abs(v) for v in values) > SANE_STRENGTH:
+            warnings.append(f"the sweep of {sname} goes beyond ±{SANE_STRENGTH:g} standard deviations")
+    for w in warnings if warn is not None else ():
+        warn(w)
+    src = image_or_latent if isinstance(image_or_latent, Source) else resolve_input(
+        bundle, image_or_latent, method=method, steps=steps, align=align, trunc=trunc, **kwargs)
+    G = src.generator if src.generator is not None else bundle.G
+    with torch.no_grad():
+        after_lat = edit(G, src.latent, edit_list)
+    before, after = render(bundle, src.latent, generator=G)[0], render(bundle, after_lat, generator=G)[0]
+    rows = []
+    for sname, values, layers in sweep_specs:
+        frames = [render(bundle, after_lat, [bundle.edits.make(G, sname, v, layers=layers, keep=keep)], generator=G)[0]
+                  for v in values]
+        rows.append(Sweep(sname, list(values), layers, np.stack(frames)))
+    pasted = paste_into_photo(src.target, after) if paste_back and src.target is not None and src.target.face is not None else None
+    specs = []
+    for spec in edits:
+        if isinstance(spec, Edit):
+            specs.append({"applied": spec.describe()})
+        else:
+            n, s, layer = parse_edit_spec(spec) if isinstance(spec, str) else spec
+            specs.append({"name": n, "strength": float(s), "layers": layer})
+    return EditResult(bundle.name, src, edit_list, after_lat, before, after, specs=specs, keep=list(keep), sweeps=rows,
+                      pasted=pasted, record={"warnings": warnings} if warnings else {})
+
+
+def _target_of(x: Target | Source) -> bool:
+    t = x if isinstance(x, Target) else x.target
+    return t is not None and t.face is not None
