@@ -46,6 +46,7 @@ import json
 import math
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -61,10 +62,9 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from provenance import code_version, new_run  # noqa: E402
 
-from latentshop import load_evaluator, load_generator  # noqa: E402
+from latentshop import load_evaluator, load_model  # noqa: E402
 from latentshop.data.images import atomic_write_bytes, make_grid, save_image, to_uint8  # noqa: E402
 from latentshop.editing import Edit, edit, sample_ws  # noqa: E402
-from latentshop.editing.catalog import load_catalog  # noqa: E402
 from latentshop.editing.directions import DirectionSet, attribute_scores  # noqa: E402
 from latentshop.editing.edits import layer_groups  # noqa: E402
 from latentshop.editing.stylespace import SYNTHETIC_FACTOR_PARTS  # noqa: E402
@@ -88,6 +88,19 @@ EDITING_CODE = ("src/latentshop/editing", "src/latentshop/inversion", "src/laten
 
 #: ``extra(base, minus, plus, strength) -> {name: value}``: measures of an edit besides the evaluator's.
 Extra = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, float], dict[str, float]]
+
+
+@dataclass(frozen=True)
+class ModelEdits:
+    """The edit sets of a model's files that the benchmark compares."""
+
+    directions: list[Any]  # DirectionSet: interfacegan, ganspace, sefa
+    channels: list[Any]  # ChannelSet: StyleSpace channels per attribute
+
+
+def model_edits(bundle: Any) -> ModelEdits:
+    """A model's direction and channel sets (from ``latentshop.load_model(...).edits``)."""
+    return ModelEdits(bundle.edits.family_sets("directions"), bundle.edits.family_sets("stylespace"))
 
 
 def _group(name: str) -> str:
@@ -221,10 +234,11 @@ def part_regions() -> tuple[bool, Callable[[list[torch.Tensor], str], torch.Tens
 
 def bench_synthetic(n_samples: int, n_inverted: int, n_calib: int, *, inv_steps: int | None = None,
                     attrs: list[str] | None = None, model: str = "synthetic", run: dict[str, Any] | None = None) -> dict[str, Any]:
-    G = load_generator(model)
+    bundle = load_model(model)
+    G = bundle.G
     ev = load_evaluator("synthetic")
     has_segmenter, regions = part_regions()
-    catalog = load_catalog(G, model)
+    catalog = model_edits(bundle)
     ranges = _ranges_synthetic()
     keys = list(ranges)
     attrs = attrs or [a for a in SYNTHETIC_PARTS if a in keys]
@@ -299,8 +313,9 @@ def bench_real(n_samples: int, n_inverted: int, n_calib: int, *, inv_steps: int 
                run: dict[str, Any] | None = None) -> dict[str, Any]:
     from latentshop.inversion import invert
 
-    G = load_generator(model)
-    catalog = load_catalog(G, model)
+    bundle = load_model(model)
+    G = bundle.G
+    catalog = model_edits(bundle)
     ev, keys, ranges, attrs, identity = _real_setup(catalog)
     t0 = time.perf_counter()
     calib = Latent.from_ws(G, sample_ws(G, n_calib, seed=SEED_CALIBRATION))
@@ -347,12 +362,13 @@ def bench_editability(side: str, n: int, *, inv_steps: int | None = None, attrs:
                       run: dict[str, Any] | None = None) -> dict[str, Any]:
     """The same held-out faces inverted by every method, then edited with InterFaceGAN: how far an
     edit moves its attribute and how much it leaks, per inversion method (the codes' editability)."""
-    from latentshop.inversion import invert
+    from latentshop.inversion import ENCODER_METHODS, invert
     from latentshop.metrics.image import psnr
 
     model = "synthetic" if side == "synthetic" else "default"
-    G = load_generator(model)
-    catalog = load_catalog(G, model)
+    bundle = load_model(model)
+    G = bundle.G
+    catalog = model_edits(bundle)
     if side == "synthetic":
         ev = load_evaluator("synthetic")
         ranges = _ranges_synthetic()
@@ -369,7 +385,8 @@ def bench_editability(side: str, n: int, *, inv_steps: int | None = None, attrs:
                            "attributes": attrs, "methods": []}
     for method in INVERSION_METHODS:
         print(f"[editability {side}] inverting with {method} ...", flush=True)
-        lat = invert(G, targets, method=method, steps=inv_steps if method in ("w+", "e4e+opt") else None)
+        encoder = bundle.encoder(ENCODER_METHODS[method][0]) if method in ENCODER_METHODS else None
+        lat = invert(G, targets, method=method, steps=inv_steps if method in ("w+", "e4e+opt") else None, encoder=encoder)
         rec = _render(G, lat)
         rows = measure_set(G, catalog, ev, lat, attrs, keys, ranges, {}, regions=regions, extra=extra, methods=EDITABILITY_EDITS)
         entry: dict[str, Any] = {"method": method, "psnr": float(psnr(rec.clamp(-1, 1), targets).mean()),

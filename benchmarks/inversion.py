@@ -58,9 +58,9 @@ SHARED = ROOT.parent / "shared"
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from latentshop import load_discriminator, load_evaluator, load_generator  # noqa: E402
+from latentshop import load_discriminator, load_evaluator, load_model  # noqa: E402
 from latentshop.data.images import atomic_write_bytes, make_grid, save_image, to_uint8  # noqa: E402
-from latentshop.inversion import invert  # noqa: E402
+from latentshop.inversion import ENCODER_METHODS, invert  # noqa: E402
 from latentshop.latents import synthesize  # noqa: E402
 from latentshop.metrics.image import ms_ssim, psnr, ssim  # noqa: E402
 from latentshop.metrics.perceptual import load_perceptual  # noqa: E402
@@ -119,7 +119,12 @@ SYNTHETIC_CONFIGS += ENCODER_CONFIGS
 
 
 def _uses_encoder(method: str) -> bool:
-    return method in ENCODER_METHOD_NAMES or method == "e4e+opt"
+    return method in ENCODER_METHODS
+
+
+def _encoder_for(bundle: Any, cfg: Config) -> torch.nn.Module | None:
+    """The model's encoder that ``cfg``'s method needs (``None`` for optimisation methods)."""
+    return bundle.encoder(ENCODER_METHODS[cfg.method][0]) if _uses_encoder(cfg.method) else None
 
 REAL_CONFIGS = [
     Config("w, NVIDIA recipe (1000 steps, perceptual)", "w", reference=True),
@@ -172,7 +177,7 @@ def factor_errors(pred: dict[str, torch.Tensor], factors: list[dict[str, Any]]) 
 # ---- one configuration ------------------------------------------------------------------------
 def run_config(G: torch.nn.Module, targets: torch.Tensor, cfg: Config, *, metric_net: torch.nn.Module, D: Any,
                steps_scale: float = 1.0, curve_points: int = 10, extra: Any = None,
-               run: dict[str, Any] | None = None) -> tuple[dict[str, Any], torch.Tensor]:
+               run: dict[str, Any] | None = None, encoder: torch.nn.Module | None = None) -> tuple[dict[str, Any], torch.Tensor]:
     options = dict(cfg.options)
     if steps_scale != 1.0:
         from latentshop.inversion import method_defaults
@@ -191,15 +196,15 @@ def run_config(G: torch.nn.Module, targets: torch.Tensor, cfg: Config, *, metric
             curve.append({"stage": state.stage, "step": state.step, "seconds_per_image": state.seconds / n,
                           "psnr": float(psnr(rec, targets).mean())})
 
-    encoder = _uses_encoder(cfg.method)
-    if encoder:  # warm-up at the timed batch size: the first calls of a shape build its kernels and buffers
+    uses_encoder = _uses_encoder(cfg.method)
+    if uses_encoder:  # warm-up at the timed batch size: the first calls of a shape build its kernels and buffers
         for _ in range(2):
-            invert(G, targets, method=cfg.method, **{**options, "steps": 1} if cfg.method == "e4e+opt" else options)
+            invert(G, targets, method=cfg.method, encoder=encoder, **{**options, "steps": 1} if cfg.method == "e4e+opt" else options)
     t0 = time.perf_counter()
-    lat = invert(G, targets, method=cfg.method, perceptual=cfg.perceptual, D=D, callback=callback, **options)
+    lat = invert(G, targets, method=cfg.method, perceptual=cfg.perceptual, D=D, callback=callback, encoder=encoder, **options)
     wall = time.perf_counter() - t0
     rec = synthesize(G, lat)
-    if encoder:  # encoder passes are not optimisation steps: one point at the encoder's time, then the optimisation's
+    if uses_encoder:  # encoder passes are not optimisation steps: one point at the encoder's time, then the optimisation's
         enc = lat.meta.get("encoder_seconds", lat.meta["seconds"]) / n
         passes = [p for p in curve if p["stage"] == "encoder"]
         steps = [dict(p, seconds_per_image=p["seconds_per_image"] + enc) for p in curve if p["stage"] == "latent"]
@@ -225,8 +230,8 @@ class Cache:
 
     Keyed by the side, the configuration, the targets (a hash of their pixels), the step scale, the
     code the row depends on (:data:`INVERSION_CODE` and this script's measuring functions, hashed), and
-    the fingerprints of the generator, the metric networks and the encoder file: changed code, data,
-    model or recipe is measured again. A cached row keeps the run record of the run that measured it.
+    the fingerprints of the generator, the metric networks and the encoder: changed code, data,
+    model, encoder or recipe is measured again. A cached row keeps the run record of the run that measured it.
     With ``fresh``, nothing is read (every configuration is measured again) but finished rows are stored.
     """
 
@@ -242,12 +247,6 @@ class Cache:
 
         parts = [side, cfg.label, cfg.method, cfg.options, cfg.perceptual, int(targets.shape[0]), tensor_fingerprint(targets),
                  steps_scale, generator_fingerprint(G), code, instruments]
-        if _uses_encoder(cfg.method):  # a retrained encoder is measured again
-            from latentshop.checkpoints.encoders import list_encoder_files
-            from latentshop.inversion.encoders import ENCODER_METHODS
-
-            path = list_encoder_files(G).get(ENCODER_METHODS[cfg.method][0])
-            parts.append(hashlib.sha1((path / "model.safetensors").read_bytes()).hexdigest() if path else None)
         blob = json.dumps(parts, sort_keys=True, default=str)
         return hashlib.sha1(blob.encode()).hexdigest()[:16]
 
@@ -270,7 +269,8 @@ class Cache:
 
 def cached_run(cache: Cache, side: str, G: torch.nn.Module, targets: torch.Tensor, cfg: Config, *, run: dict[str, Any],
                instruments: dict[str, Any], **kwargs: Any) -> tuple[dict[str, Any], torch.Tensor]:
-    inst = dict(instruments, D=module_fingerprint(kwargs.get("D")) if cfg.perceptual == "discriminator" else None)
+    inst = dict(instruments, D=module_fingerprint(kwargs.get("D")) if cfg.perceptual == "discriminator" else None,
+                encoder=module_fingerprint(kwargs.get("encoder")))  # a retrained encoder is measured again
     key = cache.key(side, cfg, targets, kwargs.get("steps_scale", 1.0), G, code=run.get("code_version"), instruments=inst)
     hit = cache.get(key)
     if hit is not None:
@@ -356,7 +356,8 @@ def synthetic_targets(n: int, res: int) -> tuple[torch.Tensor, list[dict[str, An
 def bench_synthetic(n: int, *, configs: list[Config] = SYNTHETIC_CONFIGS, model: str = "synthetic", steps_scale: float = 1.0,
                     evaluator: str | None = "synthetic", cache: Cache = Cache(None), run: dict[str, Any] | None = None) -> dict[str, Any]:
     run = run or new_run(code=inversion_code_version())
-    G = load_generator(model)
+    bundle = load_model(model)
+    G = bundle.G
     D = load_discriminator(model) if any(c.perceptual == "discriminator" for c in configs) else None
     targets, factors = synthetic_targets(n, G.img_resolution)
     metric_net = load_perceptual("mobilenet")
@@ -374,7 +375,7 @@ def bench_synthetic(n: int, *, configs: list[Config] = SYNTHETIC_CONFIGS, model:
     for cfg in configs:
         print(f"[synthetic] {cfg.label} ...", flush=True)
         row, rec = cached_run(cache, "synthetic", G, targets, cfg, run=run, instruments=instruments, metric_net=metric_net, D=D,
-                              steps_scale=steps_scale, extra=extra)
+                              steps_scale=steps_scale, extra=extra, encoder=_encoder_for(bundle, cfg))
         rows.append(row)
         recs[cfg.label] = rec[:8]
         print(f"    PSNR {row['psnr']:.2f} dB, MS-SSIM {row['ms_ssim']:.3f}, {row['seconds_per_image']:.2f} s/image", flush=True)
@@ -414,7 +415,8 @@ def bench_real(n_test: int, n_photos: int, *, configs: list[Config] = REAL_CONFI
     from latentshop.metrics.identity import identity_similarities
 
     run = run or new_run(code=inversion_code_version())
-    G = load_generator(model)
+    bundle = load_model(model)
+    G = bundle.G
     D = load_discriminator(model) if any(c.perceptual == "discriminator" for c in configs) else None
     t = real_targets(n_test, n_photos, G)
     metric_net = load_perceptual("mobilenet")
@@ -433,7 +435,7 @@ def bench_real(n_test: int, n_photos: int, *, configs: list[Config] = REAL_CONFI
         for cfg in configs:
             print(f"[{set_name}] {cfg.label} ...", flush=True)
             row, rec = cached_run(cache, set_name, G, targets, cfg, run=run, instruments=instruments, metric_net=metric_net, D=D,
-                                  steps_scale=steps_scale, extra=extra)
+                                  steps_scale=steps_scale, extra=extra, encoder=_encoder_for(bundle, cfg))
             rows.append(row)
             recs[cfg.label] = rec[:8]
             print(f"    PSNR {row['psnr']:.2f} dB, identity {row['identity']:.3f}, {row['seconds_per_image']:.2f} s/image", flush=True)

@@ -42,8 +42,8 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from latentshop import load_evaluator, load_generator  # noqa: E402
 from latentshop.checkpoints.zoo import resolve_model  # noqa: E402
-from latentshop.cli.generate import seed_latents  # noqa: E402
 from latentshop.data.images import make_grid, save_image, to_uint8  # noqa: E402
+from latentshop.latents import seed_z  # noqa: E402
 from latentshop.metrics.swd import sliced_wasserstein  # noqa: E402
 
 N_DEFAULT = 5000
@@ -74,7 +74,7 @@ def seed_grids(G: torch.nn.Module, name: str) -> list[str]:
     paths = []
     for psi, suffix in ((1.0, ""), (0.7, "-psi0.7")):
         with torch.no_grad():
-            img = G(seed_latents(G, list(range(32))), None, truncation_psi=psi, noise_mode="const")
+            img = G(seed_z(G, range(32)), None, truncation_psi=psi, noise_mode="const")
         path = DOCS / "images" / f"{name}-seeds{suffix}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
         save_image(make_grid(to_uint8(img), cols=8), path)
@@ -146,7 +146,7 @@ def measure_synthetic(G: torch.nn.Module, n: int, n_swd: int) -> dict[str, Any]:
 
 def measure_default(G: torch.nn.Module, n: int, n_swd: int) -> dict[str, Any]:
     from latentshop.data.dataset import ImageFolderDataset
-    from latentshop.training.evaluators import _EXPRESSION_ALIASES, EXPRESSION_CLASSES
+    from latentshop.training.evaluators import EXPRESSION_CLASSES, load_expression_data
 
     t0 = time.perf_counter()
     res = G.img_resolution
@@ -167,14 +167,20 @@ def measure_default(G: torch.nn.Module, n: int, n_swd: int) -> dict[str, Any]:
     classes = list(ev.classes)
     p_real = torch.bincount(ev.predict_proba(_uint8_to_float(every)).argmax(1), minlength=len(classes)).double()
     p_fake = torch.bincount(ev.predict_proba(fake[:n]).argmax(1), minlength=len(classes)).double()
-    lab = [_EXPRESSION_ALIASES.get(x, x) for x in labels]
-    lab_counts = torch.tensor([sum(1 for x in lab if x == c) for c in classes], dtype=torch.float64)
-    other = sum(1 for x in lab if x not in EXPRESSION_CLASSES)
-    mix = [{"class": c, "labels": float(lab_counts[i] / len(lab)), "real_predicted": float(p_real[i] / len(every)),
+    # The label mix as the classifier's training code reads the labels (its spelling variants mapped),
+    # split by split: photos outside its classes, or with no split, count as "other".
+    per_class = torch.zeros(len(EXPRESSION_CLASSES), dtype=torch.float64)
+    for split in sorted({d.get("split") for d in details} - {None}):
+        _, ys = load_expression_data(str(LFW), split=split, res=res)
+        per_class += torch.bincount(ys, minlength=len(EXPRESSION_CLASSES)).double()
+    lab_counts = torch.tensor([float(per_class[EXPRESSION_CLASSES.index(c)]) if c in EXPRESSION_CLASSES else 0.0 for c in classes],
+                              dtype=torch.float64)
+    other = len(labels) - int(per_class.sum())
+    mix = [{"class": c, "labels": float(lab_counts[i] / len(labels)), "real_predicted": float(p_real[i] / len(every)),
             "samples_predicted": float(p_fake[i] / n)} for i, c in enumerate(classes)]
     tv = float(0.5 * (p_real / len(every) - p_fake / n).abs().sum())
     return {"swd": swd, "swd_floor_train_vs_test": floor, "n_swd": k, "n": n, "expression_mix": mix,
-            "labels_other_fraction": other / len(lab), "total_variation_real_vs_samples": tv,
+            "labels_other_fraction": other / len(labels), "total_variation_real_vs_samples": tv,
             "seconds": round(time.perf_counter() - t0, 1)}
 
 

@@ -48,13 +48,12 @@ SLIDERS = ["s-attributes-0", "s-attributes-1", "s-attributes-2", "s-ganspace-0",
 def _server_synthesis_ms(model: str, n: int = 30) -> float:
     import torch
 
-    from latentshop.checkpoints import load_generator
-    from latentshop.editing.catalog import load_catalog
+    from latentshop import load_model
     from latentshop.editing import edit
     from latentshop.latents import Latent, synthesize
 
-    G = load_generator(model)
-    cat = load_catalog(G, model)
+    bundle = load_model(model)
+    G, cat = bundle.G, bundle.edits
     lat = Latent.from_z(G, torch.randn(1, G.z_dim, generator=torch.Generator().manual_seed(0)))
     times = []
     with torch.no_grad():

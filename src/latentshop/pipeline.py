@@ -22,7 +22,7 @@ Example:
     >>> bundle = latentshop.load_model("synthetic", device="cpu")
     >>> result = edit_photo(bundle, "seed:3", ["smile=+2"])
     >>> result.after.shape, result.latent.space
-    ((64, 64, 3), 'z')
+    ((64, 64, 3), 'w+')
 """
 
 from __future__ import annotations

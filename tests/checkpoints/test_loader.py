@@ -19,6 +19,14 @@ def max_diff(a: torch.Tensor, b: np.ndarray) -> float:
     return (a.detach().float() - torch.from_numpy(b)).abs().max().item()
 
 
+def assert_same_state(a: torch.nn.Module, b: torch.nn.Module) -> None:
+    """The reloaded network holds exactly the same parameters and buffers (storage, not kernels)."""
+    sa, sb = a.state_dict(), b.state_dict()
+    assert list(sa) == list(sb)
+    for k in sa:
+        assert sa[k].dtype == sb[k].dtype and torch.equal(sa[k], sb[k]), k
+
+
 def render(G, z, c=None, psi=1.0):
     with torch.no_grad():
         return G(torch.as_tensor(z), None if c is None else torch.as_tensor(c), truncation_psi=psi, noise_mode="const")
@@ -74,12 +82,16 @@ def test_convert_to_latentshop_renders_the_same(name, tmp_path):
         a, b = load_generator(src, which=which), load_generator(out, which=which)
         z = torch.randn(3, a.z_dim, generator=torch.Generator().manual_seed(1))
         c = torch.eye(a.c_dim)[[0, 1, 2]] if a.c_dim else None
-        assert torch.equal(render(a, z, c, 0.7), render(b, z, c, 0.7))
+        assert_same_state(a, b)
+        # Outputs through conv/matmul kernels: equal up to the kernels' rounding (images 1e-4).
+        torch.testing.assert_close(render(b, z, c, 0.7), render(a, z, c, 0.7), atol=ATOL, rtol=1e-5)
         assert b.checkpoint_info["format"] == "latentshop"
     img = torch.rand(4, 3, a.img_resolution, a.img_resolution) * 2 - 1
     c = torch.eye(a.c_dim)[[0, 1, 2, 3]] if a.c_dim else None
+    D_src, D_out = load_discriminator(src), load_discriminator(out)
+    assert_same_state(D_src, D_out)
     with torch.no_grad():
-        assert torch.equal(load_discriminator(src)(img, c), load_discriminator(out)(img, c))
+        torch.testing.assert_close(D_out(img, c), D_src(img, c), atol=1e-5, rtol=1e-5)
     with pytest.raises(CheckpointError, match="already exists"):
         convert_checkpoint(src, out)
     convert_checkpoint(src, out, force=True)

@@ -46,16 +46,19 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _torchrun_train(args: list[str], cwd: Path) -> None:
-    """``torchrun --nproc_per_node 2 -m latentshop.cli train ARGS`` (gloo on loopback), as a user runs it."""
-    torchrun = Path(sys.executable).with_name("torchrun")
-    if not torchrun.exists():
-        pytest.skip(f"no torchrun beside {sys.executable}")
+def _train(args: list[str], cwd: Path, *, torchrun: bool) -> None:
+    """``torchrun --nproc_per_node 2 -m latentshop.cli train ARGS`` (gloo on loopback) or the plain
+    ``python -m latentshop.cli train ARGS``, as a user runs them (one thread per process)."""
+    cmd = [sys.executable, "-m", "latentshop.cli", "train", *args]
+    if torchrun:
+        exe = Path(sys.executable).with_name("torchrun")
+        if not exe.exists():
+            pytest.skip(f"no torchrun beside {sys.executable}")
+        cmd = [str(exe), "--nnodes", "1", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+               "--master_port", str(_free_port()), *cmd[1:]]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     if sys.platform.startswith("linux"):
         env["GLOO_SOCKET_IFNAME"] = "lo"
-    cmd = [str(torchrun), "--nnodes", "1", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-           "--master_port", str(_free_port()), "-m", "latentshop.cli", "train", *args]
     res = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, f"{' '.join(cmd)}\n{res.stdout[-4000:]}\n{res.stderr[-4000:]}"
 
@@ -77,22 +80,21 @@ def test_torchrun_two_processes_with_ada_equal_one_and_resume_exactly(tmp_path):
     rng = np.random.default_rng(1)
     for i in range(8):
         Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(data / f"{i}.png")
-    # 6 steps of a global batch of 8; ADA's p moves fast enough to augment after its first adjustment (step 4)
+    # 6 steps of a global batch of 8, ADA augmenting from the first step (its p adapted at step 4)
     common = ["--data", str(data), "--res", "16", "--channels", "3", "--cbase", "128", "--cmax", "16", "--batch", "8",
-              "--snapshot-kimg", "0.024", "--fp32", "--ada", "--ada-kimg", "0.1", "--ada-target", "0"]
+              "--snapshot-kimg", "0.024", "--fp32", "--ada", "--ada-p", "0.5"]
 
-    _torchrun_train([*common, "--kimg", "0.048", "-o", str(tmp_path / "straight")], tmp_path)
-    _torchrun_train([*common, "--kimg", "0.024", "-o", str(tmp_path / "resumed")], tmp_path)  # 3 steps, finished
-    _torchrun_train([*common, "--kimg", "0.048", "--resume", "-o", str(tmp_path / "resumed")], tmp_path)
-    res = CliRunner().invoke(app, ["train", *common, "--kimg", "0.048", "-o", str(tmp_path / "single")])
-    assert res.exit_code == 0, res.output
+    _train([*common, "--kimg", "0.048", "-o", str(tmp_path / "straight")], tmp_path, torchrun=True)
+    _train([*common, "--kimg", "0.024", "-o", str(tmp_path / "resumed")], tmp_path, torchrun=True)  # 3 steps, done
+    _train([*common, "--kimg", "0.048", "--resume", "-o", str(tmp_path / "resumed")], tmp_path, torchrun=True)
+    _train([*common, "--kimg", "0.048", "-o", str(tmp_path / "single")], tmp_path, torchrun=False)
 
     straight, resumed, single = (_trained(tmp_path / name) for name in ("straight", "resumed", "single"))
-    assert int(straight["nimg"]) == 48 and float(straight["augment.p"]) > 0  # ADA augmented the last steps
+    assert int(straight["nimg"]) == 48 and 0 < float(straight["augment.p"]) != 0.5  # ADA augmented, and adapted p
     assert straight.keys() == resumed.keys() == single.keys()
     assert all(torch.equal(straight[k], resumed[k]) for k in straight), "the resumed 2-process run differs"
     for k in straight:
-        assert torch.allclose(straight[k].double(), single[k].double(), atol=1e-5, rtol=1e-4), k
+        assert torch.allclose(straight[k].double(), single[k].double(), atol=1e-4, rtol=1e-4), k
     G2, G1 = load_generator(tmp_path / "straight" / "model"), load_generator(tmp_path / "single" / "model")
     for (k, a), b in zip(G2.state_dict().items(), G1.state_dict().values()):
-        assert torch.allclose(a, b, atol=1e-5, rtol=1e-4), k
+        assert torch.allclose(a, b, atol=1e-4, rtol=1e-4), k

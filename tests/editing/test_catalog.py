@@ -6,9 +6,14 @@ import pytest
 import torch
 from editing_helpers import tiny_generator
 
+from latentshop import load_model
+from latentshop.checkpoints import save_directions
+from latentshop.checkpoints.edit_files import edit_files_beside
 from latentshop.checkpoints.native import NetworkSpec, write_native
-from latentshop.editing import ChannelEdit, Direction, EditError, ganspace, save_directions, sefa
-from latentshop.editing.catalog import edit_files_for, load_catalog, parse_edit_spec, parse_sweep
+from latentshop.editing import ChannelEdit, Direction, EditError, ganspace, sefa
+from latentshop.editing.catalog import parse_edit_spec, parse_sweep
+from latentshop.errors import CheckpointError
+from latentshop.registry import EditCatalog
 
 
 @pytest.fixture(scope="module")
@@ -39,9 +44,12 @@ def test_parse_specs():
 
 
 def test_catalog_reads_the_models_edit_folder_and_skips_stale_files(G, model_dir):
-    assert len(edit_files_for(model_dir)) == 2
-    cat = load_catalog(G, str(model_dir))
+    assert len(edit_files_beside(model_dir)) == 2
+    bundle = load_model(str(model_dir))
+    cat = bundle.edits
+    assert isinstance(cat, EditCatalog)
     assert cat.names() == ["ganspace:0", "ganspace:1", "ganspace:2"]
+    assert len(cat.family_sets("directions")) == 1 and cat.family_sets("stylespace") == []
     d = cat.make(G, "ganspace:1", -2.0, layers="middle")
     assert isinstance(d, Direction) and d.strength == -2.0 and d.layers == (4, 5)
     ch = cat.make(G, "s:b8.conv0:3", 2.0)
@@ -49,11 +57,12 @@ def test_catalog_reads_the_models_edit_folder_and_skips_stale_files(G, model_dir
 
 
 def test_unknown_names_list_what_exists(G, model_dir):
-    cat = load_catalog(G, str(model_dir))
+    cat = load_model(str(model_dir)).edits
     with pytest.raises(EditError) as e:
         cat.make(G, "ganspace:9", 1.0)
     msg = str(e.value)
     assert "ganspace:0" in msg and "Did you mean" in msg
+    assert msg.endswith("; and s:LAYER:CHANNEL for any single style channel (e.g. s:b16.conv1:3)")
     with pytest.raises(EditError, match="s:LAYER:CHANNEL"):
         cat.make(G, "s:b8", 1.0)
     with pytest.raises(EditError, match="own layer"):
@@ -63,5 +72,15 @@ def test_unknown_names_list_what_exists(G, model_dir):
 def test_explicit_files_of_another_generator_are_refused(G, model_dir, tmp_path):
     path = save_directions(sefa(tiny_generator(2), components=2, cov_samples=200), tmp_path / "x.npz")
     with pytest.raises(EditError, match="made for generator"):
-        load_catalog(G, str(model_dir), [path])
-    assert load_catalog(G, "no-such-model").names() == []
+        load_model(str(model_dir), edit_files=[path]).edits
+    bundle = load_model(str(model_dir))
+    with pytest.raises(EditError, match="made for generator"):
+        bundle.add_edit_files([path])
+    # a model that cannot be found has no edit files (loading it says why)
+    assert edit_files_beside(tmp_path / "no-such-model") == []
+    with pytest.raises(CheckpointError):
+        load_model(str(tmp_path / "no-such-model"))
+    # a model without an edit folder has only the built-in schemes
+    bare = tmp_path / "bare"
+    write_native(bare, {"G_ema": NetworkSpec("generator", G.init_kwargs, G.state_dict())})
+    assert load_model(str(bare)).edits.names() == []

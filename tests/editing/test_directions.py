@@ -7,6 +7,7 @@ import pytest
 import torch
 from editing_helpers import BrightnessEvaluator, tiny_generator
 
+from latentshop.checkpoints import load_directions, save_directions
 from latentshop.editing import (
     DirectionSet,
     EditError,
@@ -14,9 +15,7 @@ from latentshop.editing import (
     edit,
     ganspace,
     interfacegan,
-    load_directions,
     sample_ws,
-    save_directions,
     sefa,
 )
 from latentshop.latents import Latent, synthesize

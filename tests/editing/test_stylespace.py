@@ -6,14 +6,13 @@ import pytest
 import torch
 from editing_helpers import BrightnessEvaluator, tiny_generator
 
+from latentshop.checkpoints import load_channels, load_directions, save_channels
 from latentshop.editing import EditError, edit, sample_ws
 from latentshop.editing.stylespace import (
     ChannelInfo,
     ChannelSet,
     channel_locality,
     find_channels,
-    load_channels,
-    save_channels,
     style_std,
     style_widths,
 )
@@ -82,8 +81,6 @@ def test_channel_files_round_trip(G, found, tmp_path):
     with pytest.raises(EditError, match="made for generator"):
         load_channels(path, tiny_generator(1))
     with pytest.raises(EditError, match="holds 'channels' edits"):
-        from latentshop.editing import load_directions
-
         load_directions(path)
 
 
@@ -91,6 +88,14 @@ def test_channel_set_errors(G):
     cs = ChannelSet(generator_fingerprint(G), {"a": [ChannelInfo("b4.conv1", 1, -1)], "b": []}, style_std(G, n=300))
     assert cs.names() == ["stylespace:a"]
     assert cs.get("a", 2.0).delta == -2.0
+    # catalog names: stylespace:ATTR (best channel) and stylespace:ATTR:RANK, signed like get()
+    assert cs.make(G, "stylespace:a", 2.0).delta == -2.0
+    assert cs.make(G, "stylespace:a:0", 2.0).delta == -2.0
+    assert cs.make(G, "stylespace:zzz", 1.0) is None and cs.make(G, "smile", 1.0) is None
+    with pytest.raises(EditError, match="rank 3"):
+        cs.make(G, "stylespace:a:3", 1.0)
+    with pytest.raises(EditError, match="own layer"):
+        cs.make(G, "stylespace:a", 1.0, layers="coarse")
     for call in (lambda: cs.get("b"), lambda: cs.get("zzz"), lambda: cs.get("a", rank=3),
                  lambda: cs.channel_edit("b4.conv1", 999, 1.0), lambda: cs.channel_edit("nope", 0, 1.0)):
         with pytest.raises(EditError):

@@ -59,16 +59,14 @@ def nets():
     return G, D
 
 
-OPTIONS = TrainOptions(batch_size=GLOBAL_BATCH, g_reg_interval=2, d_reg_interval=2, ada=True, ada_interval=2,
+# ADA augments from the first step (p = 0.5) and adapts p every 2 steps
+OPTIONS = TrainOptions(batch_size=GLOBAL_BATCH, g_reg_interval=2, d_reg_interval=2, ada=True, ada_p=0.5, ada_interval=2,
                        loss=LossOptions(r1_gamma=1.0, pl_weight=2.0, style_mixing_prob=0.9))
 
 
 def build_trainer(**changes) -> Trainer:
     options = replace(OPTIONS, **changes)
-    trainer = Trainer(*nets(), ToyImages(), options, augment=Noise() if not options.ada else None)
-    if options.ada:
-        trainer.augment.p.fill_(0.5)  # every transform in play from the first step
-    return trainer
+    return Trainer(*nets(), ToyImages(), options, augment=Noise() if not options.ada else None)
 
 
 def weights(trainer: Trainer) -> dict[str, torch.Tensor]:

@@ -59,8 +59,7 @@ def train(
     verify_inception: bool = typer.Option(True, "--verify-inception/--no-verify-inception", help="Refuse any Inception file but NVIDIA's (SHA-256)."),
     bf16: Optional[bool] = typer.Option(None, "--bf16/--fp32", help="bfloat16 autocast (default on: fast on AMX CPUs)."),
     ada: Optional[bool] = typer.Option(None, "--ada/--no-ada", help="Adaptive discriminator augmentation (small datasets)."),
-    ada_target: Optional[float] = typer.Option(None, min=0.0, max=1.0, help="ADA's target for E[sign(D(real))] (the preset's by default)."),
-    ada_kimg: Optional[float] = typer.Option(None, min=0.001, help="ADA: kimg over which p can move from 0 to 1 (the preset's by default)."),
+    ada_p: float = typer.Option(0.0, min=0.0, max=1.0, help="ADA's initial augmentation probability (then adapted)."),
     seed: int = typer.Option(0, help="Seed of weights, data order, latents and noise."),
     device: str = typer.Option("auto", help="'auto', 'cpu', 'cuda' or 'cuda:N' (under torchrun: one GPU per process)."),
 ) -> None:
@@ -101,9 +100,7 @@ def train(
                 channel_base=cbase or p.channel_base, channel_max=cmax or p.channel_max)
     options = p.options
     options = replace(options, seed=seed, batch_size=batch or options.batch_size,
-                      bf16=options.bf16 if bf16 is None else bf16, ada=options.ada if ada is None else ada,
-                      ada_target=options.ada_target if ada_target is None else ada_target,
-                      ada_kimg=ada_kimg or options.ada_kimg)
+                      bf16=options.bf16 if bf16 is None else bf16, ada=options.ada if ada is None else ada, ada_p=ada_p)
     run = replace(p.run, total_kimg=kimg or p.run.total_kimg, snapshot_kimg=snapshot_kimg or p.run.snapshot_kimg)
 
     dataset = open_training_data(p.data, res=p.res, channels=p.channels, split=p.split, xflip=p.xflip)

@@ -203,8 +203,9 @@ class InversionStep:
 _LUMA = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
 
 
-#: how far outside [-1, 1] a target may stray (resampling overshoot) before it is refused
-RANGE_TOLERANCE = 1e-2
+#: how far outside [-1, 1] a target may stray before it is refused: a generator's own samples (the
+#: usual test targets) overshoot to about ±1.6, while [0, 255] pixels are far beyond
+RANGE_TOLERANCE = 1.0
 
 
 def prepare_target(G: Generator, target: torch.Tensor) -> torch.Tensor:
@@ -214,9 +215,10 @@ def prepare_target(G: Generator, target: torch.Tensor) -> torch.Tensor:
     a colour generator are repeated; the resolution must already be the generator's.
 
     Values must be in ``[-1, 1]`` (``x / 127.5 - 1`` of 8-bit pixels, as every latentshop loader
-    gives). Images in ``[0, 255]`` are refused, and so are batches that look like ``[0, 1]`` images
-    — every image without a pixel below mid-grey yet spanning a quarter of the range — because they
-    would give a plausible-looking but wrong latent.
+    gives; a generator's own samples, which overshoot a little, are accepted up to ``±2``). Images
+    in ``[0, 255]`` are refused, and so are batches that look like ``[0, 1]`` images — every image
+    without a pixel below mid-grey yet spanning a quarter of the range — because they would give a
+    plausible-looking but wrong latent.
     """
     if not isinstance(target, torch.Tensor):
         raise ShapeError(f"the target must be a tensor [N, C, H, W] in [-1, 1], got {type(target).__name__}")

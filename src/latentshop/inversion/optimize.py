@@ -28,7 +28,7 @@ Example:
     >>> from latentshop.models.stylegan2 import Generator
     >>> G = Generator(z_dim=8, c_dim=0, w_dim=8, img_resolution=8, img_channels=3,
     ...               synthesis_kwargs=dict(channel_base=64, channel_max=8)).eval()
-    >>> target = G(torch.randn(1, 8)).detach()
+    >>> target = G(torch.randn(1, 8)).detach().clamp(-1, 1)
     >>> from latentshop.inversion import invert
     >>> lat = invert(G, target, method="w+", steps=20, loss="mse=1", w_avg_samples=100)
     >>> lat.space, tuple(lat.tensor.shape)

@@ -10,7 +10,7 @@ threshold is a cosine similarity of roughly 0.9. On the 128 px grayscale lfw-fac
 photos of one person score about 0.95 (distance 0.4-0.5) and photos of two people about 0.84
 (distance 0.75-0.85).
 
-For each image: the face is found with :func:`latentshop.data.align.detect_faces` (largest face), its
+For each image: the face is found with :func:`latentshop.faces.detect_faces` (largest face), its
 68 landmarks placed by dlib's shape predictor, and ``compute_face_descriptor`` cuts the aligned
 150 x 150 chip (padding 0.25) that the network reads. Images smaller than 256 px are first upsampled
 (Lanczos) to 256 px, because dlib's detector does not find faces under about 40 px and landmarks are
@@ -18,7 +18,7 @@ placed poorly on 64 px crops. Where the detector still finds no face -- often in
 crops such as the ``default`` model's 64 px grayscale samples -- the image is taken to be FFHQ-aligned
 and the face box is the place dlib's detector puts it in such crops (:data:`ALIGNED_BOX`); pass
 ``aligned=True`` to always use that box (steadier for comparing a generated face with its edit) or
-``aligned=False`` to raise :class:`~latentshop.data.align.NoFaceError` instead.
+``aligned=False`` to raise :class:`~latentshop.faces.NoFaceError` instead.
 
 Grayscale images are repeated into three channels (the network was trained on colour photos; it still
 separates people in grayscale, with a somewhat smaller margin).
@@ -26,17 +26,16 @@ separates people in grayscale, with a somewhat smaller margin).
 
 from __future__ import annotations
 
-import functools
 import os
 from collections.abc import Sequence
-from typing import Any, Union
+from typing import Union
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 
-from latentshop.data.align import ImageLike, NoFaceError, detect_faces, face_landmarks, model_file, to_pil
-from latentshop.errors import ShapeError
+from latentshop.errors import ImageError, ShapeError
+from latentshop.faces import NoFaceError, detect_faces, face_landmarks, recognizer
 
 __all__ = [
     "ALIGNED_BOX",
@@ -53,19 +52,34 @@ SAME_PERSON_DISTANCE = 0.6  # dlib's threshold: descriptors closer than this are
 ALIGNED_BOX = (0.20, 0.31, 0.78, 0.88)  # dlib's face box in FFHQ-aligned crops (mean over lfw-faces and faces/), fractions of the side
 MIN_SIDE = 256  # smaller images are upsampled to this before detection
 
+ImageLike = Union[str, os.PathLike, Image.Image, np.ndarray, torch.Tensor]
 ImageBatch = Union[torch.Tensor, np.ndarray, Sequence[ImageLike]]
 
 
-@functools.lru_cache(maxsize=None)
-def _recognizer() -> Any:
-    import dlib
-
-    return dlib.face_recognition_model_v1(str(model_file("recognition")))
+def _as_pil(image: ImageLike) -> Image.Image:
+    """A file (EXIF orientation applied), Pillow image, uint8 array ``(H, W[, 1|3])`` or tensor
+    ``(C, H, W)`` / ``(1, C, H, W)`` in ``[-1, 1]`` as a Pillow image."""
+    if isinstance(image, (str, os.PathLike)):
+        try:
+            with Image.open(image) as f:
+                return ImageOps.exif_transpose(f).convert("RGB")
+        except (OSError, ValueError) as e:
+            raise ImageError(f"{image}: cannot read the image ({e})") from None
+    if isinstance(image, Image.Image):
+        return image
+    if isinstance(image, torch.Tensor):
+        t = image[0] if image.ndim == 4 and image.shape[0] == 1 else image
+        if t.ndim != 3 or t.shape[0] not in (1, 3):
+            raise ImageError(f"expected an image tensor (C, H, W) or (1, C, H, W) with C = 1 or 3, got {tuple(image.shape)}")
+        image = (t.detach().float().cpu() * 127.5 + 128).clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
+    if isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim in (2, 3):
+        return Image.fromarray(np.ascontiguousarray(image[..., 0] if image.ndim == 3 and image.shape[2] == 1 else image))
+    raise ImageError(f"cannot read an image from {type(image).__name__}; give a path, PIL image, uint8 array or tensor in [-1, 1]")
 
 
 def _prepare(image: ImageLike) -> np.ndarray:
     """An image as a contiguous uint8 RGB array of at least :data:`MIN_SIDE` px on its shorter side."""
-    pil = to_pil(image)
+    pil = _as_pil(image)
     w, h = pil.size
     if min(w, h) < MIN_SIDE:
         scale = MIN_SIDE / min(w, h)
@@ -108,7 +122,7 @@ def face_embedding(image: ImageLike, *, aligned: bool | None = None, num_jitters
         box = (round(ALIGNED_BOX[0] * w), round(ALIGNED_BOX[1] * h), round(ALIGNED_BOX[2] * w), round(ALIGNED_BOX[3] * h))
         lm = face_landmarks(array, box)
     shape = dlib.full_object_detection(dlib.rectangle(*box), [dlib.point(int(x), int(y)) for x, y in lm])
-    descriptor = _recognizer().compute_face_descriptor(array, shape, num_jitters)
+    descriptor = recognizer().compute_face_descriptor(array, shape, num_jitters)
     return np.array(descriptor, dtype=np.float64)
 
 

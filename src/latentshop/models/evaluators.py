@@ -191,7 +191,7 @@ class FactorRegressor(_VectorEvaluator):
 
     def __init__(self, *, res: int = 64, channels: int = 3, widths: Sequence[int] = (16, 32, 64, 128, 256),
                  features: int = 256, factors: dict[str, Any] | None = None):
-        from latentshop.data.synthetic import FACTORS
+        from latentshop.synthetic_factors import FACTORS
 
         self.factors = dict(factors or FACTORS)
         layout: list[tuple[str, str, int]] = []  # (name, kind, width) of each output slice
@@ -378,7 +378,7 @@ class PartSegmenter(_Evaluator):
 
     def __init__(self, *, parts: Sequence[str] | None = None, res: int = 64, channels: int = 3,
                  widths: Sequence[int] = (16, 32, 64, 96)):
-        from latentshop.data.synthetic import PART_NAMES
+        from latentshop.synthetic_factors import PART_NAMES
 
         names = [str(p) for p in (PART_NAMES if parts is None else parts)]
         if len(names) < 2 or len(set(names)) != len(names):

@@ -172,7 +172,7 @@ class StopSignals:
     def requested(self) -> bool:
         """Whether any rank was asked to stop; sets ``.signal``. Collective: every rank calls it at each step boundary."""
         received = self._received or 0
-        if False:
+        if is_distributed():
             flag = torch.tensor([received], dtype=torch.int64, device=_collective_device())
             dist.all_reduce(flag, op=dist.ReduceOp.MAX)
             received = int(flag.item())

@@ -58,6 +58,7 @@ class TrainOptions:
     ada_target: float = 0.6  # ADA's target for E[sign(D(real))]
     ada_interval: int = 4  # adjust the augmentation probability every this many steps
     ada_kimg: float = 500.0  # thousands of images over which p can move from 0 to 1
+    ada_p: float = 0.0  # ADA's initial augmentation probability (then adapted; NVIDIA's augment_p)
 
 
 class Trainer:
@@ -87,7 +88,7 @@ class Trainer:
         self.G_ema = copy.deepcopy(G).eval().requires_grad_(False)
         self.dataset = dataset
         if options.ada and augment is None:
-            augment = AdaptiveAugment(target=options.ada_target, speed_kimg=options.ada_kimg)
+            augment = AdaptiveAugment(target=options.ada_target, speed_kimg=options.ada_kimg, p=options.ada_p)
         self.augment = augment
         self.loss = StyleGAN2Loss(G, D, options.loss, augment)
         self.G_opt = self._adam(G, options.g_lr, options.g_reg_interval)

@@ -1,8 +1,8 @@
 """The studio's state and actions, without any user interface.
 
 :class:`Studio` holds the loaded models (each with its edit catalogue and the sliders it gets) and one
-:class:`Session` per browser tab. Every action calls the library — ``data.align``, ``inversion``,
-``editing``, ``latents`` — and keeps what a tab made (its photo, its latents, its downloads) in that
+:class:`Session` per browser tab. Every action calls the main job's owner, :mod:`latentshop.pipeline`, over each
+model's :class:`~latentshop.checkpoints.ModelBundle` (:func:`latentshop.load_model`) — and keeps what a tab made (its photo, its latents, its downloads) in that
 session's own folder under the studio's private temporary root, which is removed when the tab closes
 (:meth:`Studio.end_session`) and when the studio stops (:meth:`Studio.close`). The Gradio page in
 :mod:`latentshop.web.app` only wires these methods to widgets, so they are tested here without a
@@ -15,7 +15,6 @@ the server made. A path sent by a client is never opened.
 
 from __future__ import annotations
 
-import json
 import re
 import secrets
 import shutil
@@ -30,6 +29,7 @@ import numpy as np
 import torch
 
 from latentshop.errors import ConfigError, ImageError, LatentshopError
+from latentshop.registry import edit_groups
 
 __all__ = [
     "EXAMPLE_SUFFIXES",
@@ -44,15 +44,13 @@ __all__ = [
     "find_models",
 ]
 
-#: slider groups, in the order the page shows them
-GROUPS = ("attributes", "ganspace", "sefa", "stylespace")
-GROUP_TITLES = {"attributes": "Attributes (InterFaceGAN)", "ganspace": "GANSpace", "sefa": "SeFa",
-                "stylespace": "StyleSpace channels"}
+#: slider groups, in the order the page shows them: every registered edit family's control groups
+GROUPS = tuple(g for g, _ in edit_groups())
+GROUP_TITLES = dict(edit_groups())
 MAX_UPLOAD_BYTES = 10 * 2**20  # larger uploads are refused before they are decoded
 MAX_UPLOAD_PIXELS = 40_000_000  # larger images are refused before their pixels are decoded
 EXAMPLE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 MODEL_SUFFIXES = (".pkl", ".pt", ".pth")
-STYLESPACE_TOP = 3  # channels per attribute in the StyleSpace panel
 SESSION_TTL_S = 6 * 3600  # a tab idle this long is dropped even if the browser never said goodbye
 MAX_SESSIONS = 256  # beyond this many open tabs, the longest idle one is dropped
 
@@ -66,24 +64,29 @@ class SliderSpec:
     """One slider: the catalogue edit it drives and its range in that edit's units."""
 
     group: str
-    name: str  # an edit name of the model's catalogue ("happiness", "ganspace:3", "s:b32.conv1:71")
+    name: str  # an edit name of the model's catalogue ("happiness", "ganspace:3", "stylespace:happiness:0")
     label: str
     limit: float = 5.0  # the slider runs from -limit to +limit
-    sign: int = 1  # StyleSpace channels: -1 where lowering the channel raises the attribute
 
 
 @dataclass
 class ModelEntry:
-    """A loaded model: the generator, its edits and the sliders they give."""
+    """A loaded model: its bundle (generator, encoders, edits) and the sliders its edits give."""
 
     name: str
-    G: Any
-    catalog: Any
+    bundle: Any  # checkpoints.ModelBundle
     sliders: dict[str, list[SliderSpec]]
     fast_method: str | None  # encoder method for a quick first code (None: the model has no encoder)
     refine_method: str  # optimisation run by "refine"
     faces: bool  # photos are face-aligned by default
-    channel_sets: dict[str, Any] = field(default_factory=dict)  # StyleSpace slider name -> its ChannelSet (its units)
+
+    @property
+    def G(self) -> Any:
+        return self.bundle.G
+
+    @property
+    def catalog(self) -> Any:
+        return self.bundle.edits
 
     def __post_init__(self) -> None:
         self.by_name = {sp.name: sp for g in GROUPS for sp in self.sliders.get(g, [])}
@@ -105,6 +108,7 @@ class Session:
     model: str
     latent: Any = None  # latents.Latent of the current picture (the reconstruction or the sample)
     target: np.ndarray | None = None  # uint8 [R, R, C] of the aligned photo, when the picture came from one
+    photo: Any = None  # the photo as pipeline.Target (for refining and the records), when there is one
     name: str = "image"  # base name of downloads
     source: str = ""  # what the picture is, for the page ("photo face.jpg, e4e code", "seed 12")
     mix: Any = None  # latents.Latent of the style-mixing source
@@ -233,41 +237,17 @@ class Studio:
             return self._models[name]
 
     def _load_model(self, name: str) -> ModelEntry:
-        from latentshop.checkpoints import load_generator
-        from latentshop.checkpoints.encoders import list_encoder_files
-        from latentshop.editing.catalog import load_catalog
+        from latentshop.checkpoints import load_model
+        from latentshop.pipeline import choose_method
 
-        G = load_generator(name, device=self.device)
-        G.requires_grad_(False)  # shared by every session's thread: inversions leave it as they find it
-        catalog = load_catalog(G, name)
+        bundle = load_model(name, device=self.device)
+        bundle.G.requires_grad_(False)  # shared by every session's thread: inversions leave it as they find it
         sliders: dict[str, list[SliderSpec]] = {g: [] for g in GROUPS}
-        channel_sets: dict[str, Any] = {}
-        for d in catalog.directions:
-            group = {"interfacegan": "attributes", "ganspace": "ganspace", "sefa": "sefa"}.get(d.method, "attributes")
-            stats = (d.meta.get("stats") or {}) if isinstance(d.meta, dict) else {}
-            for n in d.names:
-                label = n
-                if group == "attributes":
-                    alias = [a for a, t in d.aliases.items() if t == n]
-                    label = f"{n} ({', '.join(alias)})" if alias else n
-                elif "explained_variance_ratio" in stats.get(n, {}):
-                    label = f"{n} ({100 * stats[n]['explained_variance_ratio']:.1f} % of w's variance)"
-                sliders[group].append(SliderSpec(group, n, label))
-        for c in catalog.channels:
-            for attr, chans in c.attributes.items():
-                for info in list(chans)[:STYLESPACE_TOP]:
-                    # signed like the attribute: moving right raises it, whichever way the channel goes
-                    name = f"s:{info.layer}:{info.channel}"
-                    if name in channel_sets:  # one channel can top two attributes: one slider
-                        continue
-                    channel_sets[name] = c
-                    sliders["stylespace"].append(SliderSpec(
-                        "stylespace", name, f"{attr} · channel {info.layer}:{info.channel}",
-                        limit=10.0, sign=1 if info.sign >= 0 else -1))
-        kinds = list_encoder_files(G)
-        fast = "restyle-e4e" if "e4e" in kinds else "restyle-psp" if "psp" in kinds else None
-        refine = "e4e+opt" if "e4e" in kinds else "w+"
-        return ModelEntry(name, G, catalog, sliders, fast, refine, faces=name != "synthetic", channel_sets=channel_sets)
+        for c in bundle.edits.controls():
+            sliders.setdefault(c.group, []).append(SliderSpec(c.group, c.name, c.label, c.limit))
+        fast = choose_method(bundle, purpose="quick") if bundle.encoder_kinds else None
+        refine = choose_method(bundle, purpose="refine")
+        return ModelEntry(name, bundle, sliders, fast, refine, faces=name != "synthetic")
 
     def load_all(self) -> dict[str, str]:
         """Load every offered model; one that fails (a broken or foreign checkpoint) is dropped from the
@@ -353,7 +333,7 @@ class Studio:
     def set_model(self, s: Session, name: str) -> ModelEntry:
         """Switch a session to another model; its pictures belong to the old one and are dropped."""
         entry = self.model(name)
-        s.model, s.latent, s.target, s.mix, s.mix_name, s.source = name, None, None, None, "", ""
+        s.model, s.latent, s.target, s.photo, s.mix, s.mix_name, s.source = name, None, None, None, None, "", ""
         return entry
 
     # ---------------------------------------------------------------------------------------------
@@ -401,33 +381,26 @@ class Studio:
                 raise StudioError(f"{label} is too large: {reason}. Use a smaller photo.") from None
             raise StudioError(f"{label} cannot be read: {reason}. Upload another photo.") from None
 
-    def _target(self, entry: ModelEntry, path: Path, label: str, align: bool) -> np.ndarray:
-        """The photo as the model's input: uint8 ``[R, R, C]``, face-aligned with ``align``."""
-        from latentshop.data.align import NoFaceError, align_face
-        from latentshop.data.dataset import _square_resize, _to_channels
+    def _target(self, entry: ModelEntry, path: Path, label: str, align: bool) -> Any:
+        """The photo as the model's input (a :class:`~latentshop.pipeline.Target`), face-aligned with ``align``."""
+        from latentshop.data.align import NoFaceError
+        from latentshop.pipeline import load_target
 
         img = self._read_photo(path, label)
-        G = entry.G
-        if align:
-            try:
-                face = align_face(img, res=G.img_resolution, channels=G.img_channels)
-            except NoFaceError:
-                raise StudioError(f"No face found in {label}. The studio needs a visible, roughly frontal face at least "
-                                  "about 80 px across. Try a closer photo, or untick 'Align face' if the image is "
-                                  "already a face crop.") from None
-            out = face.image
-        else:
-            out = _square_resize(_to_channels(img, G.img_channels), G.img_resolution)
-        return np.asarray(out, dtype=np.uint8).reshape(G.img_resolution, G.img_resolution, G.img_channels)
+        try:
+            return load_target(entry.bundle, img, align=align, name=Path(label).stem)
+        except NoFaceError:
+            raise StudioError(f"No face found in {label}. The studio needs a visible, roughly frontal face at least "
+                              "about 80 px across. Try a closer photo, or untick 'Align face' if the image is "
+                              "already a face crop.") from None
 
-    def _invert(self, entry: ModelEntry, target: np.ndarray, method: str, **kw: Any) -> Any:
-        from latentshop.inversion import invert
+    def _invert(self, entry: ModelEntry, target: Any, method: str, **kw: Any) -> Any:
+        from latentshop.pipeline import invert_targets
 
-        t = torch.from_numpy(target.transpose(2, 0, 1).astype(np.float32) / 127.5 - 1)[None].to(self.device)
-        return invert(entry.G, t, method=method, **kw)
+        return invert_targets(entry.bundle, [target], method=method, **kw).latent
 
     def _quick_code(self, entry: ModelEntry, upload: str | Path | None, example: str | None,
-                    align: bool) -> tuple[np.ndarray, str, Any]:
+                    align: bool) -> tuple[Any, str, Any]:
         """(aligned photo, its name for the page, its quick code) of an upload or an example; the
         upload is deleted once read, whatever the outcome."""
         path = self.upload_path(upload) if example is None else self.example_path(example)
@@ -452,10 +425,10 @@ class Studio:
         target, label, lat = self._quick_code(entry, upload, example, align)
         how = entry.fast_method or "w+ (50 steps; this model has no encoder)"
         with s.lock:
-            s.latent, s.target = lat, target
+            s.latent, s.target, s.photo = lat, target.uint8(), target
             s.name = re.sub(r"[^A-Za-z0-9_-]+", "_", Path(label).stem)[:40] or "photo"
             s.source = f"{label}, {how} code"
-        return target
+        return s.target
 
     def refine(self, s: Session, *, steps: int | None = None, callback: Callable[[int, int], None] | None = None,
                preview: Callable[[Any], None] | None = None, preview_every: int = 10) -> bool:
@@ -467,9 +440,9 @@ class Studio:
         person asks for the run (the page does). Returns False when it was cancelled.
         """
         entry = self.model(s.model)
-        if s.target is None:
+        if s.photo is None:
             raise StudioError("refine needs a photo: upload one or pick an example first")
-        target = s.target
+        target = s.photo
 
         def report(state: Any) -> None:
             if callback is not None:
@@ -487,7 +460,7 @@ class Studio:
             raise
         cancelled = bool(lat.meta.get("cancelled"))
         with s.lock:
-            if s.target is target:  # the tab did not load another photo meanwhile
+            if s.photo is target:  # the tab did not load another photo meanwhile
                 s.latent = lat
                 s.source = s.source.split(",")[0] + f", refined with {entry.refine_method}" + (" (stopped early)" if cancelled else "")
         return not cancelled
@@ -502,17 +475,15 @@ class Studio:
         seed = secrets.randbelow(2**31) if seed is None else int(seed)
         lat = self._seed_latent(entry, seed)
         with s.lock:
-            s.latent, s.target, s.name, s.source = lat, None, f"seed{seed}", f"seed {seed}"
+            s.latent, s.target, s.photo, s.name, s.source = lat, None, None, f"seed{seed}", f"seed {seed}"
         return self.render(s, {})
 
     def _seed_latent(self, entry: ModelEntry, seed: int) -> Any:
-        from latentshop.latents import Latent
+        from latentshop.pipeline import seed_latent
 
-        G = entry.G
-        if G.c_dim:
+        if entry.G.c_dim:
             raise StudioError("random faces need an unconditional model")
-        z = torch.from_numpy(np.random.RandomState(seed % 2**32).randn(1, G.z_dim)).float().to(self.device)
-        return Latent.from_z(G, z, seed=seed)
+        return seed_latent(entry.bundle, int(seed) % 2**32)
 
     def set_mix_source(self, s: Session, *, seed: int | None = None, upload: str | Path | None = None,
                        example: str | None = None, align: bool = True) -> np.ndarray | None:
@@ -556,18 +527,15 @@ class Studio:
     @staticmethod
     def _picture(entry: ModelEntry, latent: Any, edits: Sequence[Any] = ()) -> np.ndarray:
         """One synthesis pass of ``latent`` with ``edits``: uint8 ``[R, R, C]``."""
-        from latentshop.data.images import to_uint8
-        from latentshop.editing import edit
-        from latentshop.latents import synthesize
+        from latentshop.pipeline import render
 
-        with torch.no_grad():
-            return to_uint8(synthesize(entry.G, edit(entry.G, latent, edits) if edits else latent))[0]
+        return render(entry.bundle, latent, edits)[0]
 
     def edits_for(self, s: Session, values: Mapping[str, float], *, truncation: float = 1.0,
                   mix_layers: str | None = None) -> list[Any]:
         """The library edits that slider ``values`` (slider name -> strength) stand for, in order:
-        style mixing, truncation, then the directions and channels (a StyleSpace slider's strength
-        is signed so that positive raises its attribute)."""
+        style mixing, truncation, then the catalogue's edits (a StyleSpace slider is signed so that
+        positive raises its attribute)."""
         from latentshop.editing.edits import StyleMix, Truncate, layer_groups
 
         entry = self.model(s.model)
@@ -587,10 +555,7 @@ class Studio:
             v = float(v)
             if not np.isfinite(v):
                 raise StudioError(f"{name}: the strength must be a number")
-            if v != 0.0 and name in entry.channel_sets:  # in the units the channel file measured its effect in
-                layer, channel = name[2:].rsplit(":", 1)
-                out.append(entry.channel_sets[name].channel_edit(layer, int(channel), v * entry.by_name[name].sign))
-            elif v != 0.0:
+            if v != 0.0:
                 out.append(entry.catalog.make(entry.G, name, v))
         return out
 
@@ -613,24 +578,18 @@ class Studio:
         """Write the downloads into the session's folder: the edited PNG, its latent (``.npz``, for
         ``latentshop edit``/``render``) and a GIF sweeping ``sweep`` from ``-sweep_range`` to
         ``+sweep_range`` on top of the other edits. Returns ``{"png", "latent", "gif"}`` paths."""
-        from latentshop.data.images import save_image
         from latentshop.data.video import write_gif
-        from latentshop.editing import edit
-        from latentshop.latents import save_latent
+        from latentshop.pipeline import Source, edit_photo
 
         entry = self.model(s.model)
         if s.latent is None:
             raise StudioError("nothing to download yet: upload a photo, pick an example or press 'Random face'")
         edits = self.edits_for(s, values, truncation=truncation, mix_layers=mix_layers)
-        with torch.no_grad():
-            lat = edit(entry.G, s.latent, edits) if edits else s.latent
-        img = self._picture(entry, lat)
-        out = {"png": s.folder / f"{s.name}-edited.png", "latent": s.folder / f"{s.name}-edited.npz",
-               "gif": s.folder / f"{s.name}-sweep.gif"}
-        save_image(img, out["png"])
-        described = [e.describe() for e in edits]
-        save_latent(lat.replace(meta={**lat.meta, "edits": described, "studio": True}), out["latent"], model=s.model)
         sweep = sweep or (entry.edit_names() or [None])[0]
+        result = edit_photo(entry.bundle, Source(s.latent, s.name, target=s.photo, text=s.source), edits)
+        result.record.update(source=s.source, studio=True, sweep=sweep)
+        written = result.save(s.folder)
+        out = {"png": written["edited"], "latent": written["latent"], "gif": s.folder / f"{s.name}-sweep.gif"}
         if sweep is None:
             out.pop("gif")
             return out
@@ -644,6 +603,4 @@ class Studio:
                                                                  mix_layers=mix_layers))
                   for v in np.concatenate([strengths, strengths[-2:0:-1]])]  # there and back: loops smoothly
         write_gif(np.stack(frames), out["gif"], fps=12, min_size=256)
-        (s.folder / f"{s.name}-edit.json").write_text(json.dumps(
-            {"model": s.model, "source": s.source, "edits": described, "sweep": sweep}, indent=2) + "\n")
         return out
