@@ -62,6 +62,10 @@ class Registry(Generic[T]):
         self._items[name] = entry
         return entry
 
+    def unregister(self, name: str) -> T:
+        """Remove ``name`` (tests and plugins that register temporarily); returns its entry."""
+        return self._items.pop(name)
+
     def get(self, name: str) -> T:
         try:
             return self._items[name]

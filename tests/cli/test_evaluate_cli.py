@@ -74,9 +74,11 @@ def test_evaluate_swd_and_fid(model_and_data, detector, tmp_path, monkeypatch):
 def test_train_snapshots_log_fid_with_inception(tmp_path, detector):
     data = image_folder(tmp_path / "imgs", 6, 16)
     out = tmp_path / "run"
-    args = ["train", "--data", str(data), "--held-out", str(data), "--res", "16", "--kimg", "0.008", "--batch", "4",
-            "--snapshot-kimg", "0.004", "--fp32", "-o", str(out), "--inception", str(detector), "--no-verify-inception"]
-    res = CliRunner().invoke(app, args)
+    args = ["train", "--data", str(data), "--held-out", str(data), "--res", "16", "--cbase", "128", "--cmax", "16",
+            "--kimg", "0.008", "--batch", "4", "--snapshot-kimg", "0.004", "--fp32", "-o", str(out),
+            "--inception", str(detector), "--no-verify-inception"]
+    with pytest.warns(UserWarning, match="not checked against the SHA-256"):
+        res = CliRunner().invoke(app, args)
     assert res.exit_code == 0, res.output
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert len(rows) == 2 and all(r["fid"] >= 0 and "swd_avg" in r for r in rows)

@@ -8,10 +8,11 @@ import pytest
 import torch
 
 from conftest import SHARED
-from latentshop import load_generator
+from latentshop import load_generator, load_model
 from latentshop.checkpoints.encoders import list_encoder_files, load_encoder
 from latentshop.errors import CheckpointError
 from latentshop.inversion import invert
+from latentshop.inversion.encoders import ENCODER_METHODS
 from latentshop.latents import synthesize
 from latentshop.metrics.image import psnr
 
@@ -20,7 +21,14 @@ MODELS = ("synthetic", "default")
 
 @pytest.fixture(scope="module", params=MODELS)
 def model(request):
-    return request.param, load_generator(request.param)
+    return request.param, load_model(request.param)
+
+
+def _invert(bundle, t, method, **kwargs):
+    """invert() with the model's own encoder for encoder methods (inversion does not look for one)."""
+    if method in ENCODER_METHODS:
+        kwargs["encoder"] = bundle.encoder(ENCODER_METHODS[method][0])
+    return invert(bundle.G, t, method=method, **kwargs)
 
 
 def _targets(name, G, n=8):
@@ -41,35 +49,40 @@ def _targets(name, G, n=8):
 
 
 def test_both_kinds_are_shipped_and_small(model):
-    name, G = model
+    name, bundle = model
+    G = bundle.G
     found = list_encoder_files(G)
     assert {"psp", "e4e"} <= set(found)
+    assert {"psp", "e4e"} <= set(bundle.encoder_kinds)
     for kind in ("psp", "e4e"):
         assert (found[kind] / "model.safetensors").stat().st_size <= 20e6
         E = load_encoder(found[kind], G=G)
         assert E.kind == kind and E.restyle
+        assert bundle.encoder(kind).kind == kind and bundle.encoder(kind).path == found[kind]
     other = load_generator("default" if name == "synthetic" else "synthetic")
     with pytest.raises(CheckpointError, match="another generator"):
         load_encoder(found["e4e"], G=other)
 
 
 def test_reconstruction_quality(model):
-    name, G = model
+    name, bundle = model
+    G = bundle.G
     t = _targets(name, G)
     start = float(psnr(synthesize(G, invert(G, t, method="w+", steps=1, lr=1e-9, loss="mse=1", w_avg_samples=1000)), t).mean())
-    scores = {m: float(psnr(synthesize(G, invert(G, t, method=m)).clamp(-1, 1), t).mean()) for m in ("psp", "e4e", "restyle-psp", "restyle-e4e")}
+    scores = {m: float(psnr(synthesize(G, _invert(bundle, t, m)).clamp(-1, 1), t).mean()) for m in ("psp", "e4e", "restyle-psp", "restyle-e4e")}
     for m, v in scores.items():
         assert v > start + 3, (m, v, start)  # far better than the average face
     assert scores["restyle-psp"] > scores["psp"] and scores["restyle-e4e"] > scores["e4e"], scores
-    hybrid = float(psnr(synthesize(G, invert(G, t, method="e4e+opt", steps=20)).clamp(-1, 1), t).mean())
+    hybrid = float(psnr(synthesize(G, _invert(bundle, t, "e4e+opt", steps=20)).clamp(-1, 1), t).mean())
     assert hybrid > scores["restyle-e4e"], (hybrid, scores)
 
 
 def test_encoder_codes_stay_closer_to_w_than_optimised_ones(model):
-    name, G = model
+    name, bundle = model
+    G = bundle.G
     t = _targets(name, G, n=4)
     spread = {}
     for m in ("e4e", "w+"):
-        ws = invert(G, t, method=m).tensor
+        ws = _invert(bundle, t, m).tensor
         spread[m] = float((ws - ws[:, :1]).norm(dim=2).mean())  # distance of each layer's w from the first layer's
     assert spread["e4e"] < 0.75 * spread["w+"], spread  # measured: 6.5 vs 11.1 (synthetic), 7.2 vs 12.1 (default)

@@ -8,12 +8,15 @@ import pytest
 import torch
 
 from encoder_helpers import tiny_generator, trained_encoder
-from latentshop.checkpoints.encoders import save_encoder
+from latentshop import load_model
+from latentshop.checkpoints.encoders import load_encoder, save_encoder
+from latentshop.checkpoints.native import NetworkSpec, write_native
 from latentshop.errors import ConfigError
 from latentshop.inversion import InversionError, invert
 from latentshop.inversion.encoders import ENCODER_METHODS
 from latentshop.latents import synthesize
 from latentshop.metrics.image import psnr
+from latentshop.pipeline import choose_method, invert_targets
 
 
 @pytest.fixture(scope="module")
@@ -71,14 +74,34 @@ def test_passes_are_an_option_and_batches_are_independent(G, encoders, targets):
 
 def test_encoder_from_a_folder(G, encoders, targets, tmp_path):
     path = save_encoder(encoders["e4e"], tmp_path / "e4e", G=G, iterations=2)
-    lat = invert(G, targets, method="e4e", encoder=path)
+    E = load_encoder(path, G=G)
+    lat = invert(G, targets, method="e4e", encoder=E)
     assert torch.allclose(lat.tensor, invert(G, targets, method="e4e", encoder=encoders["e4e"]).tensor)
     assert lat.meta["encoder"]["path"] == str(path)
+    # inversion reads no files: a folder must be loaded first
+    with pytest.raises(ConfigError, match="Encoder network"):
+        invert(G, targets, method="e4e", encoder=path)
+    # a model bundle given the folder hands it to the method
+    model = tmp_path / "tiny"
+    write_native(model, {"G_ema": NetworkSpec("generator", G.init_kwargs, G.state_dict())})
+    bundle = load_model(str(model), encoder=path)
+    assert bundle.encoder_kinds == ["e4e"] and choose_method(bundle, "auto") == "e4e+opt"
+    via_bundle = invert_targets(bundle, targets, method="e4e").latent
+    assert torch.allclose(via_bundle.tensor, lat.tensor)
 
 
-def test_errors(G, encoders, targets):
+def test_errors(G, encoders, targets, tmp_path):
+    with pytest.raises(ConfigError, match="needs a e4e encoder"):
+        invert(G, targets, method="e4e")  # inversion does not look for an encoder itself
+    # no encoder was ever trained for this tiny generator: its bundle says how to train one
+    model = tmp_path / "tiny"
+    write_native(model, {"G_ema": NetworkSpec("generator", G.init_kwargs, G.state_dict())})
+    bundle = load_model(str(model))
+    assert bundle.encoder_kinds == [] and choose_method(bundle, "auto") == "w+"
     with pytest.raises(ConfigError, match="train-encoder"):
-        invert(G, targets, method="e4e")  # no encoder was ever trained for this tiny generator
+        bundle.encoder("e4e")
+    with pytest.raises(ConfigError, match="train-encoder"):
+        invert_targets(bundle, targets, method="e4e")
     with pytest.raises(ConfigError, match="needs psp"):
         invert(G, targets, method="psp", encoder=encoders["e4e"])
     with pytest.raises(ConfigError, match="mask"):

@@ -9,7 +9,9 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from encoder_helpers import ARCH, tiny_generator
+from latentshop import load_model
 from latentshop.checkpoints.encoders import find_encoder, list_encoder_files, load_encoder, save_encoder
+from latentshop.checkpoints.native import NetworkSpec, write_native
 from latentshop.errors import CheckpointError, ConfigError, ShapeError
 from latentshop.models.encoders import Encoder, LatentDiscriminator, list_encoders, style_group
 
@@ -143,8 +145,29 @@ def test_missing_folder_is_a_clear_error(tmp_path):
         find_encoder(tiny_generator(0), "e4e", encoder=tmp_path / "nowhere")
 
 
-def test_missing_encoder_says_how_to_get_one():
+def test_missing_encoder_says_how_to_get_one(tmp_path):
     G = tiny_generator(3)
     assert list_encoder_files(G) == {}
     with pytest.raises(ConfigError, match="latentshop train-encoder --kind e4e"):
         find_encoder(G, "e4e")
+    # the model bundle (what inversion takes its encoders from) says the same
+    write_native(tmp_path / "tiny", {"G_ema": NetworkSpec("generator", G.init_kwargs, G.state_dict())})
+    bundle = load_model(tmp_path / "tiny")
+    assert bundle.encoder_kinds == [] and bundle.encoders == {}
+    with pytest.raises(ConfigError, match="latentshop train-encoder --kind e4e"):
+        bundle.encoder("e4e")
+
+
+def test_a_models_own_encoder_folder_is_found(saved, tmp_path):
+    G, E, path = saved
+    model = tmp_path / "tiny"
+    write_native(model, {"G_ema": NetworkSpec("generator", G.init_kwargs, G.state_dict())})
+    import shutil
+
+    shutil.copytree(path, model / "encoders" / "e4e")
+    bundle = load_model(model)
+    assert bundle.encoder_kinds == ["e4e"]
+    loaded = bundle.encoder("e4e")
+    assert loaded.kind == "e4e" and loaded.iterations == 4 and bundle.encoder("e4e") is loaded  # loaded once
+    with pytest.raises(ConfigError, match="no psp encoder"):
+        bundle.encoder("psp")

@@ -18,6 +18,22 @@ from latentshop.web.studio import GROUPS, Studio, StudioError, find_models
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "face.jpg"
+FIXTURES = REPO.parent / "shared" / "fixtures"  # (tests/web/conftest.py shadows tests/conftest.py's helpers here)
+
+
+def fixture_path(name: str) -> Path:
+    if not FIXTURES.is_dir():
+        pytest.skip("../shared/fixtures is not present (it is beside the checkout in CI)")
+    return FIXTURES / name
+
+
+@pytest.fixture(autouse=True)
+def _keep_thread_count():
+    """Studio actions set one CPU thread on the thread that runs them (here pytest's): restore it,
+    so that later tests do not run single-threaded."""
+    n = torch.get_num_threads()
+    yield
+    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")
@@ -42,17 +58,21 @@ def _upload(studio: Studio, src: Path | bytes, name: str) -> Path:
 def test_sliders_cover_every_edit_of_the_model(studio):
     entry = studio.model("default")
     names = entry.edit_names()
-    directions = {n for d in entry.catalog.directions for n in d.names}
+    directions = {n for d in entry.catalog.family_sets("directions") for n in d.names}
     assert directions <= set(names)  # every direction gets a slider (aliases share their target's)
     assert len(entry.sliders["ganspace"]) == 20 and len(entry.sliders["sefa"]) == 20
     assert {"anger", "happiness", "neutral"} <= {s.name for s in entry.sliders["attributes"]}
     # the StyleSpace panel: the top channels of each attribute the model's channel file has
     ss = entry.sliders["stylespace"]
-    attrs = {a for c in entry.catalog.channels for a in c.attributes}
+    channel_sets = entry.catalog.family_sets("stylespace")
+    attrs = {a for c in channel_sets for a in c.attributes}
     assert ss and {s.label.split(" · ")[0] for s in ss} == attrs
-    best = entry.catalog.channels[0].attributes["happiness"][0]
-    spec = next(s for s in ss if s.name == f"s:{best.layer}:{best.channel}")
-    assert spec.sign == (1 if best.sign >= 0 else -1)
+    best = channel_sets[0].attributes["happiness"][0]
+    spec = next(s for s in ss if s.label.endswith(f"channel {best.layer}:{best.channel}"))
+    # the slider drives the channel set's own edit, signed so that moving right raises the attribute
+    made = entry.catalog.make(entry.G, spec.name, 1.0)
+    assert (made.layer, made.channel) == (best.layer, best.channel)
+    assert made.delta == (1.0 if best.sign >= 0 else -1.0)
     counts = studio.slot_counts()
     assert set(counts) == set(GROUPS)
     assert counts["attributes"] >= max(len(studio.model(m).sliders["attributes"]) for m in studio.model_names)
@@ -362,7 +382,7 @@ def test_stylespace_sliders_raise_their_attribute(studio):
     studio.random_face(s, seed=6)
     entry = studio.model("default")
     spec = next(sp for sp in entry.sliders["stylespace"] if sp.label.startswith("happiness"))
-    ch = entry.catalog.channels[0].get("happiness", 3.0)  # the channel set's own signed edit
+    ch = entry.catalog.family_sets("stylespace")[0].get("happiness", 3.0)  # the channel set's own signed edit
     from latentshop.data.images import to_uint8
 
     want = to_uint8(synthesize(entry.G, edit(entry.G, s.latent, [ch])))[0]
@@ -374,13 +394,11 @@ def test_cached_latent_is_not_modified_by_edits(studio):
     studio.random_face(s, seed=4)
     t0 = s.latent.tensor.clone()
     for v in (-3.0, 3.0):
-        studio.render(s, {"ganspace:1": v, "s:b32.conv1:71": v}, truncation=0.5)
+        studio.render(s, {"ganspace:1": v, "stylespace:happiness:0": v}, truncation=0.5)
     assert torch.equal(s.latent.tensor, t0)
 
 
 def test_a_users_checkpoint_without_edits_or_encoders(tmp_path):
-    from conftest import fixture_path
-
     pkl = str(fixture_path("nv_a_uncond64.pkl"))
     cond = str(fixture_path("nv_c_cond32_c5.pkl"))
     st = Studio([pkl, cond], device="cpu", root=tmp_path / "root")
