@@ -44,7 +44,7 @@ from latentshop.data.dataset import IMAGE_SUFFIXES, MAX_IMAGE_PIXELS, fit_image,
 from latentshop.data.images import make_grid, save_image, to_uint8
 from latentshop.editing.catalog import SANE_STRENGTH, parse_edit_spec, parse_sweep
 from latentshop.editing.edits import Edit, edit
-from latentshop.errors import ConfigError, EditError, ImageError
+from latentshop.errors import ConfigError, ImageError
 from latentshop.fileio import atomic_write_bytes
 from latentshop.inversion import INVERSION_METHODS, InversionResult, run_inversion
 from latentshop.latents import Latent, load_latent, save_latent, seed_z, synthesize

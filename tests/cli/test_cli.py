@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 from conftest import fixture_path
 from latentshop import load_generator
 from latentshop.cli.common import parse_range
-from latentshop.cli.generate import seed_latents
 from latentshop.cli.main import app
+from latentshop.latents import seed_z
 
 runner = CliRunner()
 
@@ -36,16 +36,16 @@ def test_generate_writes_images_matching_the_library(tmp_path):
     assert Image.open(tmp_path / "grid.png").size == (128, 128)  # 3 images -> 2x2 grid of 64 px
     G = load_generator(model)
     with torch.no_grad():
-        img = G(seed_latents(G, [4]), truncation_psi=0.7, noise_mode="const")
+        img = G(seed_z(G, [4]), truncation_psi=0.7, noise_mode="const")
     want = (img * 127.5 + 128).clamp(0, 255).to(torch.uint8)[0].permute(1, 2, 0).numpy()
     got = np.asarray(Image.open(tmp_path / "seed0004.png"))
     assert np.abs(got.astype(int) - want.astype(int)).max() <= 1  # fast path vs reference: rounding only
     assert (tmp_path / "options.json").exists()
 
 
-def test_seed_latents_match_nvidia_generate():
+def test_seed_z_matches_nvidia_generate():
     G = load_generator(fixture_path("nv_b_uncond32_map2.pkl"))
-    z = seed_latents(G, [7])
+    z = seed_z(G, [7])
     assert np.allclose(z[0].numpy(), np.random.RandomState(7).randn(G.z_dim).astype(np.float32))
 
 
@@ -67,7 +67,7 @@ def test_mix_figure(tmp_path):
     # A cell takes ws 0-3 from the column seed and the rest from the row seed.
     G = load_generator(model)
     with torch.no_grad():
-        ws = G.mapping(seed_latents(G, [1, 3]))
+        ws = G.mapping(seed_z(G, [1, 3]))
         mixed = torch.cat([ws[1:, :4], ws[:1, 4:]], dim=1)
         img = G.synthesis(mixed)
     want = (img * 127.5 + 128).clamp(0, 255).to(torch.uint8)[0].permute(1, 2, 0).numpy()

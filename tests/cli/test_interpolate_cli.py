@@ -12,9 +12,8 @@ from PIL import Image
 from cli_helpers import tiny_model_folder
 from typer.testing import CliRunner
 
-from latentshop.cli.generate import seed_latents
 from latentshop.cli.main import app
-from latentshop.latents import Latent, load_latent, save_latent, synthesize
+from latentshop.latents import Latent, load_latent, save_latent, seed_z, synthesize
 
 runner = CliRunner()
 
@@ -47,7 +46,7 @@ def test_seeds_write_video_sheet_and_latents(tmp_path, model):
     lat = load_latent(out / "interpolation.npz", G)
     assert lat.space == "w+" and len(lat) == 5 and lat.meta["inputs"] == ["seed:1", "2"]
     with torch.no_grad():
-        ws = G.mapping(seed_latents(G, [1, 2]))
+        ws = G.mapping(seed_z(G, [1, 2]))
     assert torch.allclose(lat.tensor[0], ws[0]) and torch.allclose(lat.tensor[-1], ws[1])
     with Image.open(out / "interpolation.gif") as im:
         assert im.size == (32, 32) and im.n_frames == 5

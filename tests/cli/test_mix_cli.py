@@ -11,10 +11,9 @@ from PIL import Image
 from cli_helpers import tiny_model_folder
 from typer.testing import CliRunner
 
-from latentshop.cli.generate import seed_latents
 from latentshop.cli.main import app
 from latentshop.editing import style_mix
-from latentshop.latents import Latent, save_latent, synthesize
+from latentshop.latents import Latent, save_latent, seed_z, synthesize
 
 runner = CliRunner()
 
@@ -46,7 +45,7 @@ def _one_line_error(res, *needles):
 
 def _seed(G, s, trunc=1.0):
     with torch.no_grad():
-        return Latent.from_ws(G, G.mapping(seed_latents(G, [s]), truncation_psi=trunc))
+        return Latent.from_ws(G, G.mapping(seed_z(G, [s]), truncation_psi=trunc))
 
 
 def test_plain_seeds_work_as_before(tmp_path, model):
@@ -56,7 +55,7 @@ def test_plain_seeds_work_as_before(tmp_path, model):
     assert Image.open(tmp_path / "grid.png").size == (4 * 32, 3 * 32)
     assert sorted(p.name for p in tmp_path.glob("*-*.png")) == [f"{r}-{q}.png" for r in (1, 2) for q in (3, 4, 5)]
     with torch.no_grad():
-        ws = G.mapping(seed_latents(G, [2, 4]), truncation_psi=0.8)
+        ws = G.mapping(seed_z(G, [2, 4]), truncation_psi=0.8)
     mixed = Latent.from_ws(G, torch.cat([ws[1:, :4], ws[:1, 4:]], dim=1))
     assert np.abs(_png(tmp_path / "2-4.png") - _want(G, mixed)).max() <= 1
     options = json.loads((tmp_path / "options.json").read_text())

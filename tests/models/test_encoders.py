@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -162,8 +163,6 @@ def test_a_models_own_encoder_folder_is_found(saved, tmp_path):
     G, E, path = saved
     model = tmp_path / "tiny"
     write_native(model, {"G_ema": NetworkSpec("generator", G.init_kwargs, G.state_dict())})
-    import shutil
-
     shutil.copytree(path, model / "encoders" / "e4e")
     bundle = load_model(model)
     assert bundle.encoder_kinds == ["e4e"]

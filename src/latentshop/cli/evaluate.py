@@ -173,11 +173,13 @@ def evaluate_command(
     G = load_generator(model, device=device)
     real = ImageFolderDataset(data, res=G.img_resolution, channels=G.img_channels, split=split)
     with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", UserWarning)  # --no-verify-inception's warning, as one line below
-        objects = build_metrics(names, resolution=G.img_resolution, n=n, seed=seed, inception=inception,
-                                verify_inception=verify_inception, device=device)
-    for w in caught:
-        err_console.print(f"[yellow]warning:[/] {w.message}", highlight=False, soft_wrap=True)
+        warnings.simplefilter("always", UserWarning)  # --no-verify-inception's warning, as one line
+        try:
+            objects = build_metrics(names, resolution=G.img_resolution, n=n, seed=seed, inception=inception,
+                                    verify_inception=verify_inception, device=device)
+        finally:
+            for w in caught:
+                err_console.print(f"[yellow]warning:[/] {w.message}", highlight=False, soft_wrap=True)
     n_real = min(n, len(real))
     with progress() as bar:
         tasks = {"real": bar.add_task("real images", total=n_real), "fake": bar.add_task("generated images", total=n)}

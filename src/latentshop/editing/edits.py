@@ -38,7 +38,7 @@ from typing import Sequence
 
 import torch
 
-from latentshop.errors import ConfigError, EditError, ShapeError
+from latentshop.errors import EditError, ShapeError
 from latentshop.latents import Latent
 from latentshop.models.fingerprint import accepts, generator_fingerprint
 from latentshop.models.stylegan2 import Generator
