@@ -61,7 +61,13 @@ def test_edit_a_seed_with_a_sweep(model, tmp_path):
     sheet = Image.open(out / "seed0005-sweep-ganspace_1.png")
     assert sheet.width >= 5 * 32
     rec = json.loads((out / "seed0005-edit.json").read_text())
+    assert {"input", "model", "edits", "applied", "keep", "sweeps"} <= set(rec)
+    assert rec["input"] == "seed:5" and rec["model"] == str(model) and rec["keep"] == []
     assert [e["name"] for e in rec["edits"]] == ["ganspace:0", "sefa:1"]
+    assert rec["edits"] == [{"name": "ganspace:0", "strength": 3.0, "layers": None},
+                            {"name": "sefa:1", "strength": -2.0, "layers": None}]
+    assert rec["applied"] == ["direction 'ganspace:0'", "direction 'sefa:1'"]
+    assert rec["sweeps"] == [{"name": "ganspace:1", "strengths": [-2.0, -1.0, 0.0, 1.0, 2.0], "layers": "coarse"}]
     G = _G(0)
     lat = load_latent(out / "seed0005-edited.npz", G)
     assert lat.space == "w+"

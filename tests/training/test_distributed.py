@@ -71,8 +71,8 @@ def build_trainer(**changes) -> Trainer:
 
 def weights(trainer: Trainer) -> dict[str, torch.Tensor]:
     out = {f"{name}.{k}": v.clone() for name in ("G", "D", "G_ema") for k, v in getattr(trainer, name).state_dict().items()}
-    if trainer.options.ada:
-        out["ada_p"] = trainer.augment.p.clone()
+    if trainer.options.ada:  # p, and the overfitting statistic since p's last update (global on every rank)
+        out.update({f"augment.{k}": v.clone() for k, v in trainer.augment.state_dict().items()})
     return out
 
 
@@ -155,7 +155,8 @@ def test_two_processes_with_ada_equal_one(two_ranks):
         assert torch.allclose(r0[k], single[k], atol=1e-4, rtol=1e-4), (k, float((r0[k] - single[k]).abs().max()))
     moved = [k for k in single if not torch.equal(single[k], start[k])]
     assert len(moved) > len(single) // 2  # training really changed the weights it compares
-    assert 0 < float(single["ada_p"]) < 1 and float(single["ada_p"]) != 0.5  # ADA adapted p (at step 2) and augmented
+    assert 0 < float(single["augment.p"]) < 1 and float(single["augment.p"]) != 0.5  # ADA adapted p (at step 2)
+    assert float(r0["augment._sign_count"]) == GLOBAL_BATCH  # step 3's reals, all of them, on each rank
 
 
 def test_checkpoint_keeps_every_ranks_rng_state(two_ranks):

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import copy
 import os
+from dataclasses import replace
 
 import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+import torch.nn.functional as F
 
 from encoder_helpers import ARCH, fast_options, tiny_generator, trained_encoder
 from latentshop.errors import CheckpointError, ConfigError
@@ -94,6 +97,43 @@ def test_e4e_regularisers_keep_codes_closer_to_w(G):
     with torch.no_grad():
         spread = [float(E.deltas(E(x)).norm(dim=2).mean()) for E in (loose, tight)]
     assert spread[1] < spread[0], spread
+
+
+def _grads(module):
+    return torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).flatten() for p in module.parameters()])
+
+
+def test_e4e_adversarial_term_reaches_the_encoder_and_trains_the_latent_discriminator(G):
+    on = fast_options(kind="e4e", adv=0.1, restyle=False, iterations=1, progressive_start=0)
+
+    def fresh(options):
+        torch.manual_seed(options.seed)
+        return EncoderTrainer(G, build_encoder(G, options, **ARCH), None, options)
+
+    with_adv, without, no_r1, probe = fresh(on), fresh(replace(on, adv=0.0)), fresh(replace(on, r1_gamma=0.0)), fresh(on)
+    assert without.D is None
+    D0 = copy.deepcopy(with_adv.D)
+    logs = with_adv.train_step()
+    without.train_step()
+    no_r1_logs = no_r1.train_step()
+
+    # the encoder's gradient with the term, less the one without it, is the term's own gradient
+    target, _ = probe.batch()  # the first batch, which every trainer above drew
+    E0, n, nd = probe.E.requires_grad_(True), target.shape[0], with_adv.num_deltas(0)
+    ws = E0(target, E0.start_ws(n), E0.start_image(n), num_deltas=nd)
+    adv = F.softplus(-D0(ws[:, : nd + 1].reshape(-1, ws.shape[-1]))).mean()
+    assert abs(float(adv.detach()) - logs["adv"]) < 1e-5
+    (on.adv * adv).backward()
+    expected, got = _grads(E0), _grads(with_adv.E) - _grads(without.E)
+    assert float(expected.norm()) > 1e-3 * float(_grads(without.E).norm())  # not negligible beside reconstruction
+    assert float((got - expected).norm()) < 1e-3 * float(expected.norm())
+
+    # the latent discriminator is trained, R1 (lazy, step 0 of every 2) included
+    assert logs["loss_D"] > 0 and logs["r1"] > 0 and "r1" not in no_r1_logs
+    moved = [not torch.equal(a, b) for a, b in zip(D0.parameters(), with_adv.D.parameters())]
+    assert all(moved)
+    assert any(not torch.equal(a, b) for a, b in zip(with_adv.D.parameters(), no_r1.D.parameters()))
+    assert "r1" not in with_adv.train_step()  # step 1: no R1
 
 
 def _state(trainer):
