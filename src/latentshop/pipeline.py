@@ -15,7 +15,9 @@ their own:
 - :func:`resolve_input` — what an editing command takes: a latent file, ``seed:N``, or an image
   (inverted first);
 - :func:`edit_photo` → :class:`EditResult` (``.save(outdir)``: the edited image, before/after,
-  paste-back, sweeps, the latent and a JSON record, each written atomically).
+  paste-back, sweeps, the latent and a JSON record, each written atomically);
+- :func:`evaluate_generator` — generation-quality metrics (SWD, FID) of a model against real images
+  (``latentshop evaluate``).
 
 Example:
     >>> import latentshop
@@ -32,7 +34,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 import torch
@@ -58,11 +60,15 @@ __all__ = [
     "Sweep",
     "Target",
     "choose_method",
+    "build_metrics",
     "edit_photo",
+    "evaluate_generator",
+    "fid_needs_inception",
     "invert_photo",
     "invert_targets",
     "load_target",
     "make_edits",
+    "parse_metrics",
     "paste_into_photo",
     "reconstruction_metrics",
     "render",
@@ -489,3 +495,109 @@ def edit_photo(bundle: ModelBundle, image_or_latent: str | os.PathLike | Latent 
 def _target_of(x: Target | Source) -> bool:
     t = x if isinstance(x, Target) else x.target
     return t is not None and t.face is not None
+
+
+# ---- measuring a generator ------------------------------------------------------------------------
+def parse_metrics(text: str) -> list[str]:
+    """``"swd,fid"`` -> ``["swd", "fid"]``, each a registered image-set metric (see ``list_metrics()``).
+
+    Example:
+        >>> parse_metrics("swd, fid")
+        ['swd', 'fid']
+    """
+    from latentshop.metrics import list_metrics
+
+    names = list(dict.fromkeys(part.strip().lower() for part in text.split(",") if part.strip()))
+    unknown = [n for n in names if n not in list_metrics()]
+    if unknown or not names:
+        raise ConfigError(f"--metrics {text!r}: unknown metric(s) {', '.join(unknown) or '(none given)'}; "
+                          f"choose from {', '.join(list_metrics())}, comma-separated")
+    return names
+
+
+@torch.no_grad()
+def evaluate_generator(
+    G: Generator,
+    real: torch.utils.data.Dataset,
+    *,
+    metrics: dict[str, Any],
+    n: int,
+    seed: int = 0,
+    truncation_psi: float = 1.0,
+    noise_mode: str = "random",
+    batch: int = 32,
+    on_progress: Callable[[str, int], None] | None = None,
+) -> dict[str, Any]:
+    """Score ``G`` against real images with set metrics (``update(images, which)`` and ``compute()``).
+
+    Args:
+        G: the generator; its samples come from seeds ``seed .. seed + n - 1`` (``latentshop generate``'s
+            latents); conditional models get classes drawn uniformly at random (seeded).
+        real: items ``(uint8 (C, H, W), label)`` at the generator's resolution and channels; ``min(n, len(real))``
+            of them, a random subset (seeded) when there are more.
+        metrics: name -> metric object, e.g. ``{"swd": SlicedWassersteinDistance(64)}``.
+        n: generated images; also the most real images used.
+        seed: first latent seed; also seeds the real subset, the classes and random noise.
+        truncation_psi: 1 for the model's full distribution (the usual protocol).
+        noise_mode: ``"random"`` (NVIDIA's metric protocol; seeded per batch, so the numbers depend on
+            ``batch`` too), ``"const"`` or ``"none"``.
+        batch: images rendered and scored at a time.
+        on_progress: called with ``("real" | "fake", images done in this call)``.
+
+    Returns:
+        ``{"metrics": {...all metrics' values...}, "n_real": int, "n_fake": int}``.
+    """
+    if len(real) == 0:
+        raise ConfigError("the real image folder holds no images")
+    device = G.mapping.fc0.weight.device
+    n_real = min(n, len(real))
+    order = list(range(n_real))
+    if n_real < len(real):
+        order = torch.randperm(len(real), generator=torch.Generator().manual_seed(seed))[:n_real].sort().values.tolist()
+    for start in range(0, n_real, batch):
+        images = torch.stack([torch.as_tensor(real[i][0]) for i in order[start : start + batch]])
+        for metric in metrics.values():
+            metric.update(images, "real")
+        if on_progress:
+            on_progress("real", images.shape[0])
+    classes = torch.randint(G.c_dim, (n,), generator=torch.Generator().manual_seed(seed)) if G.c_dim else None
+    for start in range(0, n, batch):
+        count = min(batch, n - start)
+        z = seed_z(G, range(seed + start, seed + start + count)).to(device)
+        c = None if classes is None else torch.eye(G.c_dim)[classes[start : start + count]].to(device)
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):  # leave the caller's RNG be
+            torch.manual_seed(seed + start)  # the random noise maps of this batch
+            images = G(z, c, truncation_psi=truncation_psi, noise_mode=noise_mode, impl="fast").float().clamp(-1, 1).cpu()
+        for metric in metrics.values():
+            metric.update(images, "fake")
+        if on_progress:
+            on_progress("fake", count)
+    values: dict[str, float] = {}
+    for metric in metrics.values():
+        values.update(metric.compute())
+    return {"metrics": values, "n_real": n_real, "n_fake": n}
+
+
+def fid_needs_inception() -> ConfigError:
+    from latentshop.metrics.fid import INCEPTION_FILENAME, INCEPTION_URL
+
+    return ConfigError(f"--metrics fid needs NVIDIA's Inception detector: download {INCEPTION_FILENAME} from {INCEPTION_URL} "
+                       "yourself (latentshop downloads nothing) and pass --inception PATH, or leave fid out of --metrics")
+
+
+def build_metrics(names: Sequence[str], *, resolution: int, n: int, seed: int, inception: Optional[Path],
+                  verify_inception: bool, device: str | torch.device) -> dict[str, Any]:
+    """The metric objects for ``names`` (the Inception file is checked here, before any image is made)."""
+    from latentshop.metrics import get_metric
+
+    out: dict[str, Any] = {}
+    for name in names:
+        if name == "fid":
+            if inception is None:
+                raise fid_needs_inception()
+            out[name] = get_metric("fid")(inception, device=device, verify=verify_inception)
+        elif name == "swd":
+            out[name] = get_metric("swd")(resolution, num_images_hint=n, seed=seed)
+        else:  # a metric registered later needs its own wiring here
+            raise ConfigError(f"metric {name!r} is registered but `latentshop evaluate` does not know how to set it up")
+    return out

@@ -98,7 +98,9 @@ def test_upload_reconstruct_slide_and_download(server, chromium, tmp_path):
 
     G = load_generator("default")
     lat = load_latent(got["dl-latent"], G)
-    assert np.array_equal(to_uint8(synthesize(G, lat))[0][..., 0], png)  # the latent renders the downloaded image
+    # the latent renders the downloaded image (here with this process's threads, the studio with one: a
+    # pixel may round the other way)
+    assert np.abs(to_uint8(synthesize(G, lat))[0][..., 0].astype(int) - png.astype(int)).max() <= 1
     gif = Image.open(got["dl-gif"])
     assert gif.format == "GIF" and gif.n_frames > 2
     # nothing the session made lies outside its folder: the upload is gone once read, and every
