@@ -84,7 +84,8 @@ SYNTHETIC_PARTS = {k: v for k, v in SYNTHETIC_FACTOR_PARTS.items() if not k.ends
 
 #: The library code the figures depend on (its hash goes into each side's run record).
 EDITING_CODE = ("src/latentshop/editing", "src/latentshop/inversion", "src/latentshop/models", "src/latentshop/metrics",
-                "src/latentshop/ops", "src/latentshop/latents.py", "src/latentshop/checkpoints", "src/latentshop/data")
+                "src/latentshop/ops", "src/latentshop/latents.py", "src/latentshop/registry.py", "src/latentshop/checkpoints",
+                "src/latentshop/data")
 
 #: ``extra(base, minus, plus, strength) -> {name: value}``: measures of an edit besides the evaluator's.
 Extra = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, float], dict[str, float]]

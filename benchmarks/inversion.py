@@ -72,10 +72,10 @@ __all__ = ["INVERSION_CODE", "machine_info", "main", "public_json"]  # machine_i
 SEED_START = 1_200_000  # held out (>= TEST_SEED_START) and apart from the evaluators' test seeds
 
 #: The library code an inversion row depends on (hashed into its cache key and its run record): the
-#: optimiser and encoders, the networks, the metrics, the latents, the ops, checkpoint loading, and the
-#: data code that renders, loads and aligns the targets.
+#: optimiser and encoders (and the registry that finds them), the networks, the metrics, the latents,
+#: the ops, checkpoint loading, and the data code that renders, loads and aligns the targets.
 INVERSION_CODE = ("src/latentshop/inversion", "src/latentshop/models", "src/latentshop/metrics", "src/latentshop/ops",
-                  "src/latentshop/latents.py", "src/latentshop/checkpoints", "src/latentshop/data/synthetic.py",
+                  "src/latentshop/latents.py", "src/latentshop/registry.py", "src/latentshop/checkpoints", "src/latentshop/data/synthetic.py",
                   "src/latentshop/data/align.py", "src/latentshop/data/dataset.py", "src/latentshop/data/images.py")
 
 
@@ -462,7 +462,7 @@ def _table(rows: list[dict[str, Any]], cols: list[tuple[str, str, Any]]) -> str:
 
 
 RUN_COLUMN = ("run", "run", run_cell)
-NOT_COMPUTED = "**not computed** (its timings come from different runs; re-run with `--fresh`)"
+NOT_COMPUTED = "**not computed** (its timings are not from one run; re-run with `--fresh`)"
 
 
 def _goal(value: bool | None) -> str:
@@ -475,7 +475,7 @@ def _summary_lines(s: dict[str, Any]) -> str:
     lines = [
         f"- reference (`w`, NVIDIA's 1000 steps): PSNR {s['reference_psnr']:.2f} dB in {s['reference_seconds_per_image']:.2f} s/image",
         f"- default (`w+`): PSNR {s['default_psnr']:.2f} dB in {s['default_seconds_per_image']:.2f} s/image "
-        + (f"({100 * fraction:.0f} % of the reference's time)" if fraction is not None else "(a different run from the reference's: no time ratio)")
+        + (f"({100 * fraction:.0f} % of the reference's time)" if fraction is not None else "(not timed in the same run as the reference: no time ratio)")
         + (f"; it passes the reference's final PSNR after {reach:.2f} s/image" if reach is not None else "; it never reaches the reference's PSNR"),
         f"- goal 'default reaches the reference PSNR in <= 1/4 of its time': {_goal(s.get('goal_default_quarter_time'))}; "
         f"'w+ beats w': {_goal(s['default_w_plus_beats_reference'])} (best w+: {s['best_w_plus']}, {s['best_w_plus_psnr']:.2f} dB)",
@@ -488,23 +488,27 @@ def _summary_lines(s: dict[str, Any]) -> str:
         others = s.get("encoders_from_other_runs") or []
         lines.append(f"- encoders: best {s['best_encoder']} with {s['best_encoder_psnr']:.2f} dB "
                      f"({100 * s['best_encoder_psnr_share']:.0f} % of the default's PSNR, "
-                     + (f"{speedup:.0f}× faster" if speedup is not None else "speed-up not computed: another run") + f"); {fast}"
-                     + (f" ({len(others)} encoder rows come from another run than the default's and have no speed-up)" if others else "")
+                     + (f"{speedup:.0f}× faster" if speedup is not None else "speed-up not computed: not timed in the same run") + f"); {fast}"
+                     + (f" ({len(others)} encoder rows were not timed in the same run as the default and have no speed-up)" if others else "")
                      + f". Goal '≥ 90 % of w+ PSNR at ≥ 100× its speed': {_goal(s.get('goal_encoder_90pct_at_100x'))}")
     if s.get("best_hybrid"):
         hf = s.get("best_hybrid_time_fraction")
         lines.append(f"- hybrid: {s['best_hybrid']} reaches {s['best_hybrid_psnr']:.2f} dB in {s['best_hybrid_seconds_per_image']:.2f} s/image "
                      f"(default `w+`: {s['default_psnr']:.2f} dB in {s['default_seconds_per_image']:.2f} s"
-                     + (f"; {100 * hf:.0f} % of its time)" if hf is not None else "; measured in another run: no time ratio)"))
+                     + (f"; {100 * hf:.0f} % of its time)" if hf is not None else "; not timed in the same run: no time ratio)"))
     if not s.get("one_run", False):
-        lines.append(f"- these rows come from {len(s.get('runs') or [])} runs (see *run* in the table): time ratios are only taken within one run")
+        runs = s.get("runs") or []
+        known = [r for r in runs if r is not None]
+        what = (f"{len(known)} recorded run{'s' if len(known) != 1 else ''}" if known else "") + \
+            (" and " if known and None in runs else "") + ("rows with no run record (measured before runs were recorded)" if None in runs else "")
+        lines.append(f"- these rows come from {what} (see *run* in the table): time ratios are only taken within one run")
     return "\n".join(lines) + "\n"
 
 
 def _pct_more(a: dict[str, Any], b: dict[str, Any]) -> str:
     """``12 % more time`` (``a`` against ``b``), or a note that the two rows were not timed in one run."""
     r = time_ratio(a, b)
-    return "a time not comparable (another run)" if r is None else f"{100 * (r - 1):.0f} % more time"
+    return "a time not comparable (not timed in the same run)" if r is None else f"{100 * (r - 1):.0f} % more time"
 
 
 def _row(rows: list[dict[str, Any]], label_start: str) -> dict[str, Any] | None:
@@ -525,12 +529,12 @@ def defaults_note(result: dict[str, Any]) -> str:
     t500, t500_ref = time_ratio(r500, d), time_ratio(r500, ref)
     lines = ["\n## Choosing the defaults\n\n",
              f"- **Method `w+`** for images: on the synthetic faces it ends {d['psnr'] - ref['psnr']:+.2f} dB above NVIDIA's `w` "
-             "projector " + (f"in {100 * d_ref:.0f} % of its time" if d_ref is not None else "(timed in another run)")
+             "projector " + (f"in {100 * d_ref:.0f} % of its time" if d_ref is not None else "(not timed in the same run: no time ratio)")
              + f", with a factor error of {d['factor_error']:.3f} against {ref['factor_error']:.3f}. `w` stays the choice when the "
              "code must lie in W (editing directions are fitted there).\n",
              "- **250 steps**: 100 steps lose "
              f"{d['psnr'] - r100['psnr']:.2f} dB, 500 steps gain {r500['psnr'] - d['psnr']:.2f} dB for "
-             + (f"{t500:.1f}× the time" if t500 is not None else "a time not comparable (another run)")
+             + (f"{t500:.1f}× the time" if t500 is not None else "a time not comparable (not timed in the same run)")
              + (f" ({100 * t500_ref:.0f} % of the reference's time)" if t500_ref is not None else "") + ".\n",
              f"- **Loss perceptual + MSE**: MSE alone has the best PSNR ({mse['psnr']:.2f} dB) and is fastest, but the worst "
              f"perceptual distance ({mse['perceptual_mobilenet']:.3f} vs {d['perceptual_mobilenet']:.3f}) and factor error "
@@ -547,7 +551,7 @@ def defaults_note(result: dict[str, Any]) -> str:
     bf_d = time_ratio(bf, d) if bf else None
     if bf:
         extra_lines.append(f"- **float32**: bfloat16 autocast gives {bf['psnr']:.2f} dB (float32: {d['psnr']:.2f} dB) "
-                           + (f"in {100 * (1 - bf_d):.0f} % less time" if bf_d is not None else "(timed in another run)")
+                           + (f"in {100 * (1 - bf_d):.0f} % less time" if bf_d is not None else "(not timed in the same run: no time ratio)")
                            + " at 64 px, where the loss networks and small convolutions dominate: `--bf16` is there for larger models.\n")
     real = result.get("real", {}).get("sets", {})
     verdicts = []
@@ -579,7 +583,7 @@ def encoder_note(result: dict[str, Any]) -> str:
                 best = max(passes, key=lambda r: r["psnr"])
                 ratio = time_ratio(d, one)
                 pieces.append(f"{title} {one['psnr']:.2f} dB in one pass ("
-                              + (f"{ratio:.0f}× faster than `w+`" if ratio is not None else "timed in another run than `w+`")
+                              + (f"{ratio:.0f}× faster than `w+`" if ratio is not None else "not timed in the same run as `w+`")
                               + f"), best with ReStyle at {best['label'].split(', ')[1]}: {best['psnr']:.2f} dB")
         hyb = [r for r in rows if r["method"] == "e4e+opt"]
         if hyb:
@@ -587,7 +591,7 @@ def encoder_note(result: dict[str, Any]) -> str:
             ratio = time_ratio(h, d)
             pieces.append(f"the hybrid ({h['label'].split(': ')[1]}) {h['psnr']:.2f} dB in {h['seconds_per_image']:.2f} s "
                           f"({h['psnr'] - d['psnr']:+.2f} dB against `w+`"
-                          + (f" in {100 * ratio:.0f} % of its time)" if ratio is not None else "; timed in another run)"))
+                          + (f" in {100 * ratio:.0f} % of its time)" if ratio is not None else "; not timed in the same run)"))
         if pieces:
             lines.append(f"- **{name}**: " + "; ".join(pieces) + ".\n")
     if not lines:

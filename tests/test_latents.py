@@ -26,6 +26,10 @@ def test_fingerprint_depends_on_weights_and_is_stable():
     with torch.no_grad():
         G1.synthesis.b4.conv1.weight.add_(1e-3)  # a tuned generator is another generator
     assert generator_fingerprint(G1) != generator_fingerprint(G1b)
+    # latentshop.latents re-exports the one fingerprint of latentshop.models.fingerprint
+    from latentshop.models import fingerprint
+
+    assert generator_fingerprint is fingerprint.generator_fingerprint
 
 
 def test_spaces_render_the_same_image():

@@ -71,7 +71,7 @@ def test_time_ratios_only_within_one_run():
     assert s["encoders_from_other_runs"] == ["pSp, 1 pass"] and s["best_encoder_speedup"] is None
     assert s["goal_encoder_90pct_at_100x"] is None
     text = bench._summary_lines(s)
-    assert "not computed" in text and "2 runs" in text
+    assert "not computed" in text and "2 recorded runs" in text
     rows[2]["run"] = a
     s = bench._summarise(rows)
     assert s["goal_encoder_90pct_at_100x"] is True and s["best_encoder_speedup"] == 400 and s["one_run"]

@@ -105,6 +105,26 @@ def test_perceptual_module_and_channel_conversion():
         invert(G1, torch.full((1, 1, 16, 16), float("nan")), steps=1, **FAST)
 
 
+def test_targets_and_masks_are_checked_not_clamped(G, targets):
+    with pytest.raises(ShapeError, match=r"\[0, 255\] pixels"):
+        invert(G, torch.randint(0, 256, (1, 3, 16, 16)).float(), steps=1, **FAST)
+    with pytest.raises(ShapeError, match=r"outside \[-1, 1\]"):
+        invert(G, torch.full((1, 3, 16, 16), -2.5), steps=1, **FAST)
+    with pytest.raises(ShapeError, match=r"\[0, 1\] images"):
+        invert(G, torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(1)), steps=1, **FAST)
+    # a dark image (all >= 0 but spanning little) and a mid-grey one are fine; so is a batch with one dark image
+    mixed = torch.stack([torch.rand(3, 16, 16) * 0.2, torch.rand(3, 16, 16) * 2 - 1])
+    assert invert(G, mixed, method="w+", steps=1, **FAST).tensor.shape[0] == 2
+    mask = torch.ones(1, 1, 16, 16)
+    for bad, message in ((mask * 255, r"\[0, 1\]"), (mask * -0.5, r"\[0, 1\]"), (mask * float("nan"), "NaN"),
+                         (mask * 0, "all zero"), (torch.ones(1, 1, 8, 8), "mask must be")):
+        with pytest.raises(ShapeError, match=message):
+            invert(G, targets, method="w+", steps=1, mask=bad, **FAST)
+    two = torch.cat([mask, mask * 0])  # every image needs a pixel that counts
+    with pytest.raises(ShapeError, match="all zero"):
+        invert(G, targets, method="w+", steps=1, mask=two, **FAST)
+
+
 def test_nan_stops_with_the_last_good_latent(G, targets):
     class Poison(torch.nn.Module):
         calls = 0

@@ -16,8 +16,10 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from encoder_helpers import ARCH, fast_options, tiny_generator
+from latentshop.errors import ConfigError
 from latentshop.models.stylegan2 import Discriminator, Generator
 from latentshop.training import LossOptions, TrainOptions, Trainer
+from latentshop.training.distributed import init_distributed
 from latentshop.training.encoder import train_encoder
 from latentshop.training.run import RunOptions, run_training
 
@@ -176,3 +178,12 @@ def test_signal_on_one_rank_stops_both_after_the_same_step(two_ranks, trainer):
     assert any(f"stopped by signal {int(signal.SIGTERM)} at" in line for line in r0["lines"])
     saved = torch.load(two_ranks / ("run" if trainer == "gan" else "encoder") / "checkpoint.pt", weights_only=True)
     assert saved["step"] == 3 and saved["nimg"] == 3 * batch
+
+
+def test_init_distributed_without_torchrun(monkeypatch):
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert init_distributed("cpu") == torch.device("cpu") and not dist.is_initialized()  # a plain command: no group
+    monkeypatch.setenv("WORLD_SIZE", "2")  # but not the rest of what torchrun sets
+    monkeypatch.delenv("RANK", raising=False)
+    with pytest.raises(ConfigError, match="torchrun --nproc_per_node"):
+        init_distributed("cpu")

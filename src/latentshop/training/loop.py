@@ -226,7 +226,7 @@ class Trainer:
         per_rank = [per_rank] if isinstance(per_rank, torch.Tensor) else per_rank  # single-state checkpoints
         if self.rank < len(per_rank):
             torch.set_rng_state(per_rank[self.rank])  # each rank its own stream
-        else:  # resumed on more processes than wrote the checkpoint: the shared draws stay exact
+        else:  # more processes than wrote the checkpoint: a fresh stream (every built-in draw is shared, so exact)
             torch.manual_seed(self.options.seed + 1 + self.rank + self.step)
 
     def save(self, path: str | os.PathLike) -> None:
