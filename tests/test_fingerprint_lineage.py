@@ -22,7 +22,13 @@ from latentshop.editing import ChannelEdit, Direction, edit, ganspace
 from latentshop.editing.stylespace import ChannelInfo, ChannelSet, style_std
 from latentshop.errors import EditError
 from latentshop.latents import Latent, LatentError, load_latent, save_latent, synthesize
-from latentshop.models.fingerprint import accepts, generator_fingerprint, generator_lineage, mark_tuned, tuned_copy
+from latentshop.models.fingerprint import (
+    accepts,
+    generator_fingerprint,
+    generator_lineage,
+    mark_tuned,
+    tuned_copy,
+)
 from latentshop.models.stylegan2 import Generator
 from latentshop.registry import EditCatalog
 
@@ -225,12 +231,8 @@ def test_a_tuning_of_a_tuning_still_takes_the_originals_edits(G, T, pivot, direc
             tt_latent.check(older)
 
 
-# Library bug (reported): generator_fingerprint caches (tensor._version of every parameter, digest) on
-# the module; copy.deepcopy (tuned_copy) copies that cache while the copy's version counters restart
-# at 0, so after as many in-place updates as the original had, the copy reports the original's
-# fingerprint although its weights differ.
-@pytest.mark.xfail(strict=True, reason="models/fingerprint.py: the fingerprint cache survives deepcopy "
-                                       "(_version_key holds only version counters, which restart in the copy)")
+# generator_fingerprint caches its digest on the module; copy.deepcopy (tuned_copy) copies that
+# cache while the copy's version counters restart at 0, so the cache is keyed by storage too.
 def test_a_tuned_copy_of_a_tuned_copy_has_its_own_fingerprint(G, T, directions, files):
     dir_path, _ = files
     generator_fingerprint(T)  # T has been used (its fingerprint is cached), as any model in use has
@@ -244,7 +246,6 @@ def test_a_tuned_copy_of_a_tuned_copy_has_its_own_fingerprint(G, T, directions, 
         tt_latent.check(T)  # T must not render a latent found for TT
 
 
-@pytest.mark.xfail(strict=True, reason="models/fingerprint.py: the fingerprint cache survives deepcopy")
 def test_a_tuned_copy_of_a_loaded_model_has_its_own_fingerprint():
     B = tiny_generator(0)
     B.load_state_dict(tiny_generator(1).state_dict())  # how checkpoints are loaded: parameters at version 1
@@ -259,8 +260,6 @@ def test_a_tuned_copy_of_a_loaded_model_has_its_own_fingerprint():
     assert generator_fingerprint(T) == generator_fingerprint(fresh)
 
 
-@pytest.mark.xfail(strict=True, reason="models/fingerprint.py: the fingerprint cache ignores buffers (w_avg, "
-                                       "noise_const), which the digest hashes")
 def test_the_fingerprint_follows_buffers_changed_in_place():
     A = tiny_generator(0)
     before = generator_fingerprint(A)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-import torch
 from editing_helpers import tiny_generator
 
 from latentshop import load_model
@@ -72,7 +71,7 @@ def test_unknown_names_list_what_exists(G, model_dir):
 def test_explicit_files_of_another_generator_are_refused(G, model_dir, tmp_path):
     path = save_directions(sefa(tiny_generator(2), components=2, cov_samples=200), tmp_path / "x.npz")
     with pytest.raises(EditError, match="made for generator"):
-        load_model(str(model_dir), edit_files=[path]).edits
+        _ = load_model(str(model_dir), edit_files=[path]).edits  # read on first use
     bundle = load_model(str(model_dir))
     with pytest.raises(EditError, match="made for generator"):
         bundle.add_edit_files([path])

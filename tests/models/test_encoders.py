@@ -160,7 +160,7 @@ def test_missing_encoder_says_how_to_get_one(tmp_path):
 
 
 def test_a_models_own_encoder_folder_is_found(saved, tmp_path):
-    G, E, path = saved
+    G, _, path = saved
     model = tmp_path / "tiny"
     write_native(model, {"G_ema": NetworkSpec("generator", G.init_kwargs, G.state_dict())})
     shutil.copytree(path, model / "encoders" / "e4e")

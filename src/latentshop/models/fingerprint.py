@@ -60,8 +60,10 @@ def generator_fingerprint(G: nn.Module) -> str:
 
 
 def _version_key(G: nn.Module) -> tuple:
-    # In-place parameter updates bump tensor versions: a tuned generator is re-hashed.
-    return tuple(int(p._version) for p in G.parameters())
+    # In-place updates bump a tensor's version, and a copy (copy.deepcopy, .to(), a load with
+    # assign=True) has new storage whose counters restart at 0: key by both, over the buffers too
+    # (w_avg and the noise maps change what the network renders), so any change is re-hashed.
+    return tuple((t.data_ptr(), int(t._version)) for t in (*G.parameters(), *G.buffers()))
 
 
 def mark_tuned(G: nn.Module, base: str | nn.Module) -> nn.Module:
