@@ -47,7 +47,7 @@ class Images(torch.utils.data.Dataset):
 
 
 def reconstruction_psnr(G, E, target, iterations=1):
-    lat = encode(G, target, kind=E.kind, iterations=iterations, encoder=E)
+    lat = encode(G, target, iterations=iterations, encoder=E)
     return float(psnr(synthesize(G, lat).clamp(-1, 1), target).mean())
 
 
@@ -64,11 +64,11 @@ def test_restyle_passes_feed_back_the_reconstruction(G, held_out):
     with torch.no_grad():
         ws1 = E(held_out, E.start_ws(6), E.start_image(6))
         ws2 = E(held_out, ws1, G.synthesis(ws1, noise_mode="const", impl="fast"))
-    lat = encode(G, held_out, kind="psp", iterations=2, encoder=E)
+    lat = encode(G, held_out, iterations=2, encoder=E)
     assert torch.allclose(lat.tensor, ws2, atol=1e-5)
     assert lat.meta["method"] == "restyle-psp" and lat.meta["encoder"]["iterations"] == 2
     with pytest.raises(ConfigError, match="ReStyle"):
-        encode(G, held_out, kind="psp", iterations=2, encoder=trained_encoder(G, steps=0, kind="psp", restyle=False, iterations=1))
+        encode(G, held_out, iterations=2, encoder=trained_encoder(G, steps=0, kind="psp", restyle=False, iterations=1))
 
 
 def test_real_images_and_perceptual_loss(G):

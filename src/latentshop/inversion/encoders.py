@@ -80,6 +80,9 @@ def encode(
     Returns:
         A ``w+`` :class:`~latentshop.latents.Latent`; ``meta`` records the encoder, passes and seconds.
     """
+    if "kind" in meta:
+        raise ConfigError("encode() takes no kind=: the kind is the encoder's own (encoder.kind); pass the encoder of the "
+                          "kind you want, e.g. bundle.encoder('psp')")
     if not isinstance(encoder, Encoder):
         raise ConfigError(f"encode() needs an Encoder network, got {type(encoder).__name__}; load one with "
                           "latentshop.load_model(...).encoder(kind) or checkpoints.load_encoder(folder, G=G)")
