@@ -175,7 +175,7 @@ def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def _synthesize(G: Generator, ws: torch.Tensor, impl: str, dtype: str) -> torch.Tensor:
-    allowed = fast._compile_enabled
+    allowed = fast.compile_state()["enabled"]
     fast.set_compile(allowed and impl != "fast-eager")
     try:
         with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == "bfloat16"):
@@ -257,8 +257,8 @@ def machine_info(settings: BenchmarkSettings) -> dict[str, Any]:
         "platform": platform.platform(),
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "quick": settings.quick,
-        "torch_compile_enabled": fast._compile_enabled,
-        "torch_compile_failed": fast._compile_failed,
+        "torch_compile_enabled": fast.compile_state()["enabled"],
+        "torch_compile_failed": fast.compile_state()["failed"],
         "rounds": settings.rounds,
     }
 

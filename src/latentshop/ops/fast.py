@@ -37,7 +37,7 @@ from latentshop.ops.bias_act import ACTIVATIONS
 from latentshop.ops.conv import conv2d_resample
 from latentshop.ops.upfirdn2d import filter_size, upsample2d
 
-__all__ = ["compute_dtype", "demodulation_coefficients", "fast_modulated_layer", "fast_torgb", "fast_upsample2d", "set_compile"]
+__all__ = ["compile_state", "compute_dtype", "demodulation_coefficients", "fast_modulated_layer", "fast_torgb", "fast_upsample2d", "set_compile"]
 
 # Activations f with f(g * z) = g * f(z) for g > 0, so the gain can be folded into the scales.
 _HOMOGENEOUS = ("linear", "relu", "lrelu")
@@ -53,6 +53,11 @@ _COMPILE_MIN_NUMEL = 1 << 20
 _compile_enabled = os.environ.get("LATENTSHOP_COMPILE", "1") != "0"
 _compiled_epilogue = None
 _compile_failed = False
+
+
+def compile_state() -> dict[str, bool]:
+    """Whether the epilogue's ``torch.compile`` is switched on, and whether it failed and fell back to eager."""
+    return {"enabled": bool(_compile_enabled), "failed": bool(_compile_failed)}
 
 
 def set_compile(enabled: bool) -> None:

@@ -37,6 +37,7 @@ from latentshop.errors import ConfigError
 from latentshop.models.evaluators import CIRCULAR_FACTORS, ExpressionClassifier, FactorRegressor, PartSegmenter
 
 __all__ = [
+    "EXPRESSION_ALIASES",
     "EXPRESSION_CLASSES",
     "EXPRESSION_FIT",
     "FACTOR_FIT",
@@ -61,7 +62,8 @@ __all__ = [
 #: train images, none in test) and ``contempt`` (9, none in test) are too rare to learn or measure;
 #: ``sad`` is the source's spelling variant of ``sadness``.
 EXPRESSION_CLASSES = ("anger", "disgust", "happiness", "neutral", "sadness", "surprise")
-_EXPRESSION_ALIASES = {"sad": "sadness"}
+#: folder labels of lfw-faces spelled otherwise than the classes
+EXPRESSION_ALIASES = {"sad": "sadness"}
 FACTOR_EVAL_SEED_START = TEST_SEED_START + 500_000  # held-out seeds for scoring the factor regressor
 PART_EVAL_SEED_START = FACTOR_EVAL_SEED_START  # held-out seeds for scoring the part segmenter
 
@@ -294,7 +296,7 @@ def load_expression_data(root: str, *, split: str, res: int = 64, limit: int | N
     imgs, ys = [], []
     for i in range(len(ds)):
         expr = ds.get_details(i)["labels"].get("expression")
-        expr = _EXPRESSION_ALIASES.get(expr, expr)
+        expr = EXPRESSION_ALIASES.get(expr, expr)
         if expr in EXPRESSION_CLASSES:
             imgs.append(ds[i][0])
             ys.append(EXPRESSION_CLASSES.index(expr))
