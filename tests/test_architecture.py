@@ -113,6 +113,7 @@ def test_imports_follow_the_layers(module):
 def test_no_private_names_across_modules(module):
     bad = [f"line {line}: {target}.{name}" for target, name, line in EDGES[module]
            if name and name.startswith("_") and name != "__version__" and target != module]
+    bad += _private_attributes(MODULES[module])
     assert not bad, f"{module} imports private names: {', '.join(bad)}"
 
 
@@ -156,10 +157,24 @@ def test_no_import_cycles():
     assert not cycles, f"import cycles: {cycles}"
 
 
+def _private_attributes(path: Path) -> list[str]:
+    """``module._name`` reads of latentshop modules imported by a file (``from latentshop.ops import fast``)."""
+    tree = ast.parse(path.read_text(), str(path))
+    modules = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("latentshop"):
+            modules |= {a.asname or a.name for a in node.names if f"{node.module}.{a.name}" in MODULES}
+        elif isinstance(node, ast.Import):
+            modules |= {a.asname or a.name.split(".")[0] for a in node.names if a.name.startswith("latentshop")}
+    return [f"line {n.lineno}: {n.value.id}.{n.attr}" for n in ast.walk(tree)
+            if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name) and n.value.id in modules
+            and n.attr.startswith("_") and not n.attr.startswith("__")]
+
+
 @pytest.mark.parametrize("path", sorted(p.relative_to(ROOT).as_posix() for folder in ("benchmarks", "tools")
                                         for p in (ROOT / folder).glob("*.py")))
 def test_benchmarks_and_tools_use_the_library_not_the_cli(path):
-    bad = []
+    bad = [f"{where} reads a private name" for where in _private_attributes(ROOT / path)]
     for target, name, line in _imports(ROOT / path, "benchmarks.x"):
         if target.startswith("latentshop.cli"):
             bad.append(f"line {line}: imports the CLI ({target})")
