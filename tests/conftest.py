@@ -32,3 +32,19 @@ def load_npz(name: str) -> dict[str, np.ndarray]:
 
 def load_json(name: str) -> dict:
     return json.loads(fixture_path(name).read_text())
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
+    """The browser tests run wherever Debian's Chromium and Playwright are present (``CI`` or not);
+    where one is missing, tests/web/test_browser.py is skipped and the summary says why in one line."""
+    skipped = terminalreporter.stats.get("skipped", [])
+    if not any("test_browser.py" in str(getattr(r, "nodeid", "") or getattr(r, "fspath", "")) for r in skipped):
+        return
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("browser_helpers", REPO / "tests" / "web" / "browser_helpers.py")
+    helpers = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(helpers)
+    why = helpers.missing()
+    if why:
+        terminalreporter.write_line(f"browser tests (tests/web/test_browser.py) SKIPPED: {why}", yellow=True, bold=True)

@@ -11,6 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import fixture_path
 from latentshop.editing import edit
 from latentshop.errors import ConfigError
 from latentshop.latents import load_latent, synthesize
@@ -18,13 +19,6 @@ from latentshop.web.studio import GROUPS, Studio, StudioError, find_models
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "face.jpg"
-FIXTURES = REPO.parent / "shared" / "fixtures"  # (tests/web/conftest.py shadows tests/conftest.py's helpers here)
-
-
-def fixture_path(name: str) -> Path:
-    if not FIXTURES.is_dir():
-        pytest.skip("../shared/fixtures is not present (it is beside the checkout in CI)")
-    return FIXTURES / name
 
 
 @pytest.fixture(autouse=True)
