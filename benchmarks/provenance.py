@@ -34,16 +34,20 @@ __all__ = ["code_version", "git_state", "machine_info", "module_fingerprint", "n
            "same_run", "tensor_fingerprint"]
 
 
-def machine_info() -> dict[str, Any]:
-    """CPU, cores, torch threads and versions, and the UTC date."""
-    cpu = platform.processor() or platform.machine()
+def cpu_name() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), else what ``platform`` knows."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+                return line.split(":", 1)[1].strip()
     except OSError:
         pass
+    return platform.processor() or platform.machine()
+
+
+def machine_info() -> dict[str, Any]:
+    """CPU, cores, torch threads and versions, and the UTC date."""
+    cpu = cpu_name()
     return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
             "python": platform.python_version(), "date": _now()}
 

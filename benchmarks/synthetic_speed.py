@@ -64,14 +64,10 @@ def time_case(res: int, domain: str, seconds: float, first_seed: int) -> tuple[i
 
 
 def machine_info(settings: BenchmarkSettings) -> dict[str, Any]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from provenance import cpu_name
+
+    cpu = cpu_name()
     try:
         import torch
 
