@@ -132,3 +132,12 @@ def test_resolve_input_kinds(synthetic, tmp_path):
     (tmp_path / "notes.txt").write_text("x")
     with pytest.raises(ImageError, match="not a latent"):
         pipeline.resolve_input(synthetic, str(tmp_path / "notes.txt"))
+
+
+def test_no_face_error_names_the_file(default, tmp_path):
+    from latentshop.data.align import NoFaceError
+
+    blank = tmp_path / "blank.png"
+    Image.new("RGB", (200, 200), (128, 128, 128)).save(blank)
+    with pytest.raises(NoFaceError, match="blank.png: no face found"):
+        pipeline.load_target(default, blank, align=True)

@@ -41,7 +41,7 @@ import torch
 from PIL import Image
 
 from latentshop.checkpoints.bundle import ModelBundle
-from latentshop.data.align import AlignedFace, align_face, paste_back, save_alignment
+from latentshop.data.align import AlignedFace, NoFaceError, align_face, paste_back, save_alignment
 from latentshop.data.dataset import IMAGE_SUFFIXES, MAX_IMAGE_PIXELS, fit_image, open_image
 from latentshop.data.images import make_grid, save_image, to_uint8
 from latentshop.editing.catalog import SANE_STRENGTH, parse_edit_spec, parse_sweep
@@ -136,7 +136,12 @@ def load_target(bundle: ModelBundle, image: str | os.PathLike | Image.Image | np
         raise ImageError(f"cannot read an image from {type(image).__name__}: give a file, a Pillow image or a uint8 array")
     stem = name or (path.stem if path is not None else "image")
     if align:
-        face = align_face(img if path is None else path, res=res, channels=channels)
+        try:
+            face = align_face(img, res=res, channels=channels)  # the decoded photo: the file is read once
+        except NoFaceError:
+            if path is None:
+                raise
+            raise NoFaceError(str(path)) from None  # named by its file
         a = np.asarray(face.image, dtype=np.uint8).reshape(res, res, -1)
         return Target(_to_tensor(a), stem, path, face, img)
     w, h = img.size
@@ -345,6 +350,11 @@ def resolve_input(bundle: ModelBundle, item: str | os.PathLike | Latent | Target
 
 
 # ---- edits ------------------------------------------------------------------------------------------
+def _parse_spec(spec: str | tuple[str, float, str | None]) -> tuple[str, float, str | None]:
+    name, strength, layers = parse_edit_spec(spec) if isinstance(spec, str) else spec
+    return name, float(strength), layers
+
+
 def make_edits(bundle: ModelBundle, specs: Sequence[str | tuple[str, float, str | None] | Edit], *,
                keep: Sequence[str] = ()) -> tuple[list[Edit], list[str]]:
     """Edits from ``NAME=STRENGTH[@LAYERS]`` texts (or ``(name, strength, layers)`` or ready edits),
@@ -360,8 +370,8 @@ def make_edits(bundle: ModelBundle, specs: Sequence[str | tuple[str, float, str 
         if isinstance(spec, Edit):
             out.append(spec)
             continue
-        name, strength, layers = parse_edit_spec(spec) if isinstance(spec, str) else spec
-        out.append(bundle.edits.make(bundle.G, name, float(strength), layers=layers, keep=keep))
+        name, strength, layers = _parse_spec(spec)
+        out.append(bundle.edits.make(bundle.G, name, strength, layers=layers, keep=keep))
         if abs(strength) > SANE_STRENGTH:
             warnings.append(f"{name}={strength:g} is beyond ±{SANE_STRENGTH:g} standard deviations; expect artefacts")
     return out, warnings
@@ -481,13 +491,8 @@ def edit_photo(bundle: ModelBundle, image_or_latent: str | os.PathLike | Latent 
                   for v in values]
         rows.append(Sweep(sname, list(values), layers, np.stack(frames)))
     pasted = paste_into_photo(src.target, after) if paste_back and src.target is not None and src.target.face is not None else None
-    specs = []
-    for spec in edits:
-        if isinstance(spec, Edit):
-            specs.append({"applied": spec.describe()})
-        else:
-            n, s, layer = parse_edit_spec(spec) if isinstance(spec, str) else spec
-            specs.append({"name": n, "strength": float(s), "layers": layer})
+    specs = [{"applied": spec.describe()} if isinstance(spec, Edit)
+             else dict(zip(("name", "strength", "layers"), _parse_spec(spec))) for spec in edits]
     return EditResult(bundle.name, src, edit_list, after_lat, before, after, specs=specs, keep=list(keep), sweeps=rows,
                       pasted=pasted, record={"warnings": warnings} if warnings else {})
 

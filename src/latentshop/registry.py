@@ -198,13 +198,17 @@ class EditCatalog:
         return [c for s in self.sets for c in s.controls()]
 
     def aliases(self) -> dict[str, str]:
-        out: dict[str, str] = {}
-        for s in self.sets:
-            fam = EDIT_FAMILIES.get(s.family) if getattr(s, "family", None) in EDIT_FAMILIES else None
-            if fam is not None and fam.aliases is not None:
-                for k, v in fam.aliases(s).items():
+        """Alias -> name over every set whose family gives aliases (computed once per set list: the
+        studio asks for every slider of every render)."""
+        if getattr(self, "_aliases", (None,))[0] != len(self.sets):
+            out: dict[str, str] = {}
+            for s in self.sets:
+                family = getattr(s, "family", None)
+                fam = EDIT_FAMILIES.get(family) if family in EDIT_FAMILIES else None
+                for k, v in (fam.aliases(s) if fam is not None and fam.aliases is not None else {}).items():
                     out.setdefault(k, v)
-        return out
+            self._aliases = (len(self.sets), out)
+        return self._aliases[1]
 
     def make(self, G: Any, name: str, strength: float, *, layers: str | None = None, keep: Sequence[str] = ()) -> Any:
         """The edit ``name`` at ``strength`` (in its family's units), on ``layers`` where it allows.

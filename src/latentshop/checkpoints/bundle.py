@@ -35,7 +35,7 @@ from typing import Any, Mapping, Sequence
 import torch
 
 from latentshop.checkpoints.edit_files import edit_files_beside, read_edit_sets
-from latentshop.checkpoints.encoders import cached_load_encoder, list_encoder_files
+from latentshop.checkpoints.encoders import cached_load_encoder, list_encoder_files, no_encoder_error
 from latentshop.checkpoints.evaluators import Evaluator, load_evaluator
 from latentshop.checkpoints.loader import Checkpoint, network_from_checkpoint, read_checkpoint, resolve_checkpoint_path
 from latentshop.errors import CheckpointError, ConfigError
@@ -100,10 +100,7 @@ class ModelBundle:
     def encoder(self, kind: str) -> Encoder:
         """The ``kind`` encoder (loaded once), or a clear error that says how to train one."""
         if kind not in self.encoder_files:
-            have = ", ".join(self.encoder_kinds) or "none"
-            raise ConfigError(f"no {kind} encoder was trained for this generator (encoders for it: {have}). Train one with "
-                              f"`latentshop train-encoder --kind {kind} --model MODEL --outdir runs/{kind}` and pass "
-                              f"--encoder runs/{kind}/encoder, or use an optimisation method (--method w+)")
+            raise no_encoder_error(kind, self.encoder_files)
         key = f"encoder:{kind}"
         if key not in self._cache:
             self._cache[key] = cached_load_encoder(self.encoder_files[kind], self.G)

@@ -22,7 +22,7 @@ from latentshop.models.fingerprint import accepts, generator_fingerprint
 from latentshop.models.encoders import ENCODER_KINDS, Encoder
 from latentshop.models.stylegan2 import Generator
 
-__all__ = ["cached_load_encoder", "find_encoder", "list_encoder_files", "load_encoder", "save_encoder"]
+__all__ = ["cached_load_encoder", "find_encoder", "list_encoder_files", "load_encoder", "no_encoder_error", "save_encoder"]
 
 _MAX_WIDTH, _MAX_STAGES, _MAX_RES, _MAX_WS, _MAX_BLOCKS = 2048, 10, 1024, 64, 16
 
@@ -170,7 +170,12 @@ def find_encoder(G: Generator, kind: str, *, encoder: str | os.PathLike | Encode
     known = list_encoder_files(G)
     if kind in known:
         return cached_load_encoder(known[kind], G)
-    have = ", ".join(sorted(known)) or "none"
-    raise ConfigError(f"no {kind} encoder was trained for this generator (encoders for it: {have}). Train one with "
-                      f"`latentshop train-encoder --kind {kind} --model MODEL --outdir runs/{kind}` and pass "
-                      f"--encoder runs/{kind}/encoder, or use an optimisation method (--method w+)")
+    raise no_encoder_error(kind, known)
+
+
+def no_encoder_error(kind: str, have: Any) -> ConfigError:
+    """The error for a generator without a ``kind`` encoder (``have``: the kinds it has), saying how to get one."""
+    listing = ", ".join(sorted(have)) or "none"
+    return ConfigError(f"no {kind} encoder was trained for this generator (encoders for it: {listing}). Train one with "
+                       f"`latentshop train-encoder --kind {kind} --model MODEL --outdir runs/{kind}` and pass "
+                       f"--encoder runs/{kind}/encoder, or use an optimisation method (--method w+)")
