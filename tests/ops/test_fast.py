@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import latentshop.ops.fast as fast
+import latentshop.ops.fused as fused
 from latentshop.ops import bias_act, modulated_conv2d, setup_filter, upsample2d
 from latentshop.ops.fast import demodulation_coefficients, fast_modulated_layer, fast_torgb, fast_upsample2d
 
@@ -60,21 +61,21 @@ def test_helpers_equal_their_definitions():
 
 
 def test_compiled_epilogue_matches_eager(monkeypatch):
-    """The torch.compile'd in-place epilogue (used for large activations) computes the same values."""
+    """The torch.compile'd fused kernels (used for large activations) compute the same values."""
     x, w, s, b, noise = layer_inputs(n=2, cin=8, cout=8, res=16)
     f = setup_filter([1, 3, 3, 1])
     kwargs = dict(bias=b, noise=noise, up=2, padding=1, resample_filter=f, flip_weight=False, clamp=0.7, next_styles=torch.randn(2, 8))
-    monkeypatch.setattr(fast, "_compile_enabled", False)
+    monkeypatch.setitem(fused._state, "enabled", False)
     with torch.no_grad():
         eager = fast_modulated_layer(x, w, s, **kwargs)
-        monkeypatch.setattr(fast, "_COMPILE_MIN_NUMEL", 0)
-        monkeypatch.setattr(fast, "_compile_enabled", True)
+        monkeypatch.setattr(fused, "COMPILE_MIN_NUMEL", 0)
+        monkeypatch.setitem(fused._state, "enabled", True)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # a failed compile warns and falls back
             compiled = fast_modulated_layer(x, w, s, **kwargs)
     if shutil.which("c++") or shutil.which("g++"):
         # inductor's CPU backend needs a C++ compiler; with one, compiling must work
-        assert not fast._compile_failed, "torch.compile failed although a C++ compiler is present"
+        assert not fused._state["failed"], "torch.compile failed although a C++ compiler is present"
     assert torch.allclose(compiled, eager, atol=1e-5)
 
 
@@ -85,10 +86,10 @@ def test_compile_failure_falls_back_with_a_warning(monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("no compiler here")
 
-    monkeypatch.setattr(fast, "_COMPILE_MIN_NUMEL", 0)
-    monkeypatch.setattr(fast, "_compile_enabled", True)
-    monkeypatch.setattr(fast, "_compiled_epilogue", broken)
-    monkeypatch.setattr(fast, "_compile_failed", False)
+    monkeypatch.setattr(fused, "COMPILE_MIN_NUMEL", 0)
+    monkeypatch.setitem(fused._state, "enabled", True)
+    monkeypatch.setitem(fused._state, "failed", False)
+    monkeypatch.setattr(fused, "_compiled", {name: broken for name in ("act_forward", "act_forward_", "modulate_forward")})
     with torch.no_grad(), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         got = fast_modulated_layer(x, w, s, bias=b, padding=1)

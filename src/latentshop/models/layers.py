@@ -11,11 +11,19 @@ import math
 from typing import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from latentshop.ops import ACTIVATIONS, bias_act, conv2d_resample, setup_filter
+from latentshop.ops.fast import compute_dtype, fir_taps
+from latentshop.ops.fused import bias_act_fused
+from latentshop.ops.upfirdn2d import filter_size
 
 __all__ = ["FullyConnectedLayer", "Conv2dLayer", "MinibatchStdLayer", "normalize_2nd_moment"]
+
+
+# Positively homogeneous activations (the gain folds into the scale) and their leaky-ReLU slopes.
+_SLOPES = {"linear": 1.0, "relu": 0.0, "lrelu": 0.2}
 
 
 def normalize_2nd_moment(x: torch.Tensor, dim: int = 1, eps: float = 1e-8) -> torch.Tensor:
@@ -121,6 +129,40 @@ class Conv2dLayer(nn.Module):
         )
         act_clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
         return bias_act(x, b, act=self.activation, gain=self.act_gain * gain, clamp=act_clamp)
+
+    def forward_fast(self, x: torch.Tensor, gain: float = 1.0) -> torch.Tensor:
+        """The same layer in the fast path's form: channels-last in the compute dtype (the autocast
+        dtype, else float32), the FIR filter as one depthwise convolution, and bias, activation,
+        gains and clamp in one fused pass (:func:`~latentshop.ops.fused.bias_act_fused`)."""
+        slope = _SLOPES.get(self.activation)
+        kernel = self.weight.shape[-1]
+        if slope is None or self.up != 1 or self.padding != kernel // 2:
+            return self.forward(x, gain)
+        dtype = compute_dtype(x.device)
+        x = x.to(dtype).contiguous(memory_format=torch.channels_last)
+        w = self.weight.to(dtype)
+        if self.down > 1:
+            fw, _ = filter_size(self.resample_filter)
+            if kernel == 1:
+                # filter and decimate in one strided depthwise convolution, then the 1x1 at 1/4 of the pixels
+                pad = (fw - self.down + 1) // 2
+                if pad != (fw - self.down) // 2:
+                    return self.forward(x, gain)
+                taps, pad = fir_taps(self.resample_filter, x.shape[1], pad, pad, 1.0, dtype)
+                x = F.conv2d(x, taps, padding=pad, stride=self.down, groups=x.shape[1])
+                y = F.conv2d(x, w)
+            else:
+                left, right = self.padding + (fw - self.down + 1) // 2, self.padding + (fw - self.down) // 2
+                taps, pad = fir_taps(self.resample_filter, x.shape[1], left, right, 1.0, dtype)
+                x = F.conv2d(x, taps, padding=pad, groups=x.shape[1])
+                y = F.conv2d(x, w, stride=self.down)
+        else:
+            y = F.conv2d(x, w, padding=self.padding)
+        y = y.contiguous(memory_format=torch.channels_last)
+        scale = self.weight_gain * self.act_gain * gain
+        bias = None if self.bias is None else (self.bias.to(torch.float32) * (self.act_gain * gain)).reshape(1, -1, 1, 1)
+        clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
+        return bias_act_fused(y, scale, bias=bias, alpha=slope, clamp=clamp)
 
     def extra_repr(self) -> str:
         return (

@@ -651,10 +651,15 @@ class SynthesisNetwork(nn.Module):
         blocks = list(self.blocks())
         x = img = None
         premodulated = False
+        # Under autograd (training, inversion) toRGB does not divide by the next block's styles:
+        # a style that crosses zero while training would make that quotient blow up.
+        training = torch.is_grad_enabled() and (
+            any(s.requires_grad for s in styles.values()) or any(p.requires_grad for p in self.parameters())
+        )
         for i, (res, block) in enumerate(blocks):
             block_styles = {name: styles[f"b{res}.{name}"] for name in block.layer_names()}
             next_styles = None
-            if i + 1 < len(blocks) and block.architecture != "resnet":
+            if i + 1 < len(blocks) and block.architecture != "resnet" and not training:
                 candidate = styles[f"b{blocks[i + 1][0]}.conv0"]
                 if bool((candidate != 0).all()):
                     next_styles = candidate
@@ -798,6 +803,26 @@ class DiscriminatorBlock(nn.Module):
             x = self.conv1(self.conv0(x))
         return x, img
 
+    def forward_fast(self, x: torch.Tensor | None, img: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The ``impl="fast"`` block: channels-last activations in the compute dtype (the autocast
+        dtype, else float32) and the layers' fused forms (:meth:`Conv2dLayer.forward_fast`)."""
+        device = (x if x is not None else img).device
+        dtype = compute_dtype(device)
+        if x is not None:
+            x = x.to(dtype=dtype).contiguous(memory_format=torch.channels_last)
+        if self.in_channels == 0 or self.architecture == "skip":
+            img = img.to(dtype=dtype).contiguous(memory_format=torch.channels_last)
+            y = self.fromrgb.forward_fast(img)
+            x = x + y if x is not None else y
+            img = downsample2d(img, self.resample_filter) if self.architecture == "skip" else None
+        if self.architecture == "resnet":
+            y = self.skip.forward_fast(x, gain=np.sqrt(0.5))
+            x = self.conv1.forward_fast(self.conv0.forward_fast(x), gain=np.sqrt(0.5))
+            x = y.add_(x) if not (torch.is_grad_enabled() and (x.requires_grad or y.requires_grad)) else y + x
+        else:
+            x = self.conv1.forward_fast(self.conv0.forward_fast(x))
+        return x, img
+
     def extra_repr(self) -> str:
         return f"resolution={self.resolution}, architecture={self.architecture}, use_fp16={self.use_fp16}"
 
@@ -904,14 +929,24 @@ class Discriminator(nn.Module):
             self.mapping = MappingNetwork(z_dim=0, c_dim=c_dim, w_dim=cmap_dim, num_ws=None, w_avg_beta=None, **mapping_kwargs)
         self.b4 = DiscriminatorEpilogue(channels_dict[4], cmap_dim=cmap_dim, resolution=4, **epilogue_kwargs, **common)
 
-    def forward(self, img: torch.Tensor, c: torch.Tensor | None = None, *, force_fp32: bool = False) -> torch.Tensor:
-        """``img [N, img_channels, R, R]`` (and ``c [N, c_dim]``) to logits ``[N, 1]``."""
+    def forward(self, img: torch.Tensor, c: torch.Tensor | None = None, *, force_fp32: bool = False, impl: str = "reference") -> torch.Tensor:
+        """``img [N, img_channels, R, R]`` (and ``c [N, c_dim]``) to logits ``[N, 1]``.
+
+        ``impl="fast"`` runs the blocks channels-last in the compute dtype with fused element-wise
+        passes (the same logits up to rounding); ``"reference"`` keeps the reference's op order.
+        """
         expected = (self.img_channels, self.img_resolution, self.img_resolution)
         if img.ndim != 4 or tuple(img.shape[1:]) != expected:
             raise ShapeError(f"D expects images [N, {', '.join(map(str, expected))}], got {tuple(img.shape)}")
+        if impl not in IMPLS:
+            raise ConfigError(f"impl must be one of {IMPLS}, got {impl!r}")
         x = None
         for res in self.block_resolutions:
-            x, img = getattr(self, f"b{res}")(x, img, force_fp32=force_fp32)
+            block = getattr(self, f"b{res}")
+            if impl == "fast" and not force_fp32:
+                x, img = block.forward_fast(x, img)
+            else:
+                x, img = block(x, img, force_fp32=force_fp32)
         cmap = None
         if self.c_dim > 0:
             if c is None or c.ndim != 2 or c.shape[1] != self.c_dim:

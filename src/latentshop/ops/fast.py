@@ -26,67 +26,28 @@ The results match :func:`~latentshop.ops.conv.modulated_conv2d` up to rounding (
 
 from __future__ import annotations
 
-import math
-import os
-import warnings
-
 import torch
 import torch.nn.functional as F
 
+from latentshop.ops import fused
 from latentshop.ops.bias_act import ACTIVATIONS
 from latentshop.ops.conv import conv2d_resample
 from latentshop.ops.upfirdn2d import filter_size, upsample2d
 
-__all__ = ["compile_state", "compute_dtype", "demodulation_coefficients", "fast_modulated_layer", "fast_torgb", "fast_upsample2d", "set_compile"]
+__all__ = [
+    "compile_state", "compute_dtype", "demodulation_coefficients", "fast_modulated_layer", "fast_torgb", "fast_upsample2d",
+    "fir_taps", "set_compile",
+]
 
-# Activations f with f(g * z) = g * f(z) for g > 0, so the gain can be folded into the scales.
-_HOMOGENEOUS = ("linear", "relu", "lrelu")
+# Activations f with f(g * z) = g * f(z) for g > 0, so the gain can be folded into the scales,
+# with their leaky-ReLU slope (linear = slope 1, ReLU = slope 0).
+_HOMOGENEOUS = {"linear": 1.0, "relu": 0.0, "lrelu": None}
 
-# The lrelu epilogue (scale, offset, activation, clamp, next style) is one in-place memory pass
-# when compiled with torch.compile (inductor emits one vectorised loop) and four in eager mode;
-# eager bfloat16 element-wise ops are slow on the CPU, so it matters most there. It is compiled
-# lazily, on the first activation of at least _COMPILE_MIN_NUMEL elements (tiny models, tests and
-# autograd stay eager), once per dtype (dynamic shapes), and any failure falls back to eager for
-# good. The first compile costs some seconds per process; `set_compile(False)` (or the environment
-# variable LATENTSHOP_COMPILE=0) turns it off.
-_COMPILE_MIN_NUMEL = 1 << 20
-_compile_enabled = os.environ.get("LATENTSHOP_COMPILE", "1") != "0"
-_compiled_epilogue = None
-_compile_failed = False
-
-
-def compile_state() -> dict[str, bool]:
-    """Whether the epilogue's ``torch.compile`` is switched on, and whether it failed and fell back to eager."""
-    return {"enabled": bool(_compile_enabled), "failed": bool(_compile_failed)}
-
-
-def set_compile(enabled: bool) -> None:
-    """Allow (default) or forbid ``torch.compile`` of the fast path's element-wise epilogue."""
-    global _compile_enabled
-    _compile_enabled = bool(enabled)
-
-
-def _lrelu_epilogue(
-    y: torch.Tensor, coef: torch.Tensor, offset: torch.Tensor, post_scale: torch.Tensor, alpha: float, clamp: float
-) -> torch.Tensor:
-    # coef, offset and post_scale are float32: the arithmetic runs in float32, rounding once on the store.
-    return (F.leaky_relu(torch.addcmul(offset, y, coef), alpha).clamp(-clamp, clamp) * post_scale).to(y.dtype)
-
-
-def _lrelu_epilogue_(
-    y: torch.Tensor, coef: torch.Tensor, offset: torch.Tensor, post_scale: torch.Tensor, alpha: float, clamp: float
-) -> torch.Tensor:
-    # In place: writing into y (a fresh convolution output) saves allocating and faulting in a new tensor.
-    return y.copy_(_lrelu_epilogue(y, coef, offset, post_scale, alpha, clamp))
-
-
-def _compiled_lrelu_epilogue():
-    global _compiled_epilogue
-    if _compile_failed or not _compile_enabled or not hasattr(torch, "compile"):
-        return None
-    if _compiled_epilogue is None:
-        _compiled_epilogue = torch.compile(_lrelu_epilogue_, dynamic=True, fullgraph=True)
-    return _compiled_epilogue
+# The element-wise work around each convolution (modulation; demodulation, noise, bias,
+# activation, clamp and the next layer's styles) runs as fused kernels, compiled with
+# torch.compile for large CPU activations: see latentshop.ops.fused.
+compile_state = fused.compile_state
+set_compile = fused.set_compile
 
 
 def compute_dtype(device: torch.device) -> torch.dtype:
@@ -117,7 +78,7 @@ def demodulation_coefficients(weight: torch.Tensor, styles: torch.Tensor) -> tor
         return (styles.to(torch.float32).square() @ wsq.t() + 1e-8).rsqrt()
 
 
-def _fir_taps(f: torch.Tensor, channels: int, left: int, right: int, gain: float, dtype: torch.dtype) -> tuple[torch.Tensor, int]:
+def fir_taps(f: torch.Tensor, channels: int, left: int, right: int, gain: float, dtype: torch.dtype) -> tuple[torch.Tensor, int]:
     """Depthwise correlation taps (and symmetric padding) that apply ``f`` with padding ``left``/``right``."""
     if f.ndim == 1:
         f = torch.outer(f, f)
@@ -145,7 +106,7 @@ def _upsample_conv(x: torch.Tensor, weight: torch.Tensor, f: torch.Tensor, paddi
     if left < 0 or right < 0:
         return None
     y = F.conv_transpose2d(x, weight.transpose(0, 1).to(x.dtype), stride=2, output_padding=1)
-    taps, pad = _fir_taps(f, out_channels, left, right, 4.0, x.dtype)
+    taps, pad = fir_taps(f, out_channels, left, right, 4.0, x.dtype)
     return F.conv2d(y, taps, padding=pad, groups=out_channels)
 
 
@@ -202,9 +163,9 @@ def fast_modulated_layer(
     """
     batch_size = x.shape[0]
     dtype = compute_dtype(x.device)
-    # In-place element-wise ops save a pass's allocation, but autograd (e.g. inversion) needs the
-    # out-of-place ones.
-    inplace = not (torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, weight, styles, bias, noise)))
+    # In place saves a pass's allocation where no gradient is needed; the fused kernels' own
+    # backward (and its differentiable recomputation for gradient penalties) serves autograd.
+    inplace = not (torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, weight, styles, bias, noise, next_styles)))
     spec = ACTIVATIONS[activation]
     alpha = spec.def_alpha if alpha is None else float(alpha)
     gain = spec.def_gain if gain is None else float(gain)
@@ -214,7 +175,7 @@ def fast_modulated_layer(
     if not premodulated:
         # float32 styles: the product is rounded to the compute dtype once (rounding x, then the
         # styles, then their product costs about 1 dB of PSNR in bfloat16).
-        x = (x * styles.to(torch.float32).reshape(batch_size, -1, 1, 1)).to(dtype)
+        x = fused.modulate(x, styles, dtype)
     else:
         x = x.to(dtype)
     y = None
@@ -225,68 +186,29 @@ def fast_modulated_layer(
     y = y.contiguous(memory_format=torch.channels_last)
     out_channels = y.shape[1]
 
-    # One pass: y * (dcoefs * gain) + (noise + bias) * gain.
-    offset = None
-    if noise is not None:
-        offset = noise.to(torch.float32) * scale
-        offset = offset.reshape(-1, 1, *offset.shape[-2:]) if offset.ndim >= 2 else offset
-    if bias is not None:
-        b = (bias.to(torch.float32) * scale).reshape(1, -1, 1, 1)
-        offset = b if offset is None else offset + b  # [1 or N, C_out, H, W]
-    offset32 = offset
-    if offset is not None:
-        offset = offset.to(dtype)
-        if offset.ndim == 4 and offset.shape[-1] > 1:
-            offset = offset.contiguous(memory_format=torch.channels_last)
+    # One pass: act(y * dcoefs * gain + (noise + bias) * gain), clamped, times the next styles;
+    # float32 arithmetic (coefficients and styles stay float32), one rounding on the store.
+    coef = scale
     if demodulate:
-        coef32 = (demodulation_coefficients(weight, styles) * scale).reshape(batch_size, out_channels, 1, 1)
-        if activation == "lrelu":
-            # float32 arithmetic, one rounding on the store: compiled in place for large CPU activations.
-            post = torch.ones([]) if next_styles is None else next_styles.to(torch.float32).reshape(batch_size, -1, 1, 1)
-            off = torch.zeros([]) if offset32 is None else offset32
-            if off.ndim == 4 and off.shape[-1] > 1:
-                off = off.contiguous(memory_format=torch.channels_last)
-            clamp_value = math.inf if clamp is None or clamp < 0 else float(clamp)
-            if inplace and y.numel() >= _COMPILE_MIN_NUMEL and y.device.type == "cpu":
-                compiled = _compiled_lrelu_epilogue()
-                if compiled is not None:
-                    try:
-                        return compiled(y, coef32, off, post, alpha, clamp_value)
-                    except Exception as error:  # noqa: BLE001 - any compiler failure means: stay eager
-                        global _compile_failed
-                        _compile_failed = True
-                        warnings.warn(f"torch.compile of the fast epilogue failed ({error!r}); using eager ops", RuntimeWarning)
-            if dtype != torch.float32 and (not inplace or y.numel() < _COMPILE_MIN_NUMEL):
-                # Small activations (where most of the rounding error starts) and autograd (out of
-                # place anyway): float32 arithmetic in eager ops.
-                return _lrelu_epilogue(y, coef32, off, post, alpha, clamp_value).contiguous(memory_format=torch.channels_last)
-            # Large activations without a compiler: in-place passes in the activations' dtype
-            # (mixed-dtype in-place ops are ~20x slower on the CPU); in bfloat16 this also rounds
-            # the per-channel factors, about 1-2 dB of PSNR below the compiled path.
-        coef = coef32.to(dtype)
-        if offset is None:
-            y = y.mul_(coef) if inplace else y * coef
-        else:
-            y = torch.addcmul(offset, y, coef, out=y) if inplace else torch.addcmul(offset, y, coef)
-    else:
-        if scale != 1:
-            y = y.mul_(scale) if inplace else y * scale
-        if offset is not None:
-            y = y.add_(offset) if inplace else y + offset
-
-    if activation == "lrelu":
-        y = F.leaky_relu_(y, alpha) if inplace else F.leaky_relu(y, alpha)
-    elif activation == "relu":
-        y = F.relu_(y) if inplace else F.relu(y)
-    elif activation != "linear":
-        y = spec.func(y, alpha)
-    if not fold_gain and gain != 1:
-        y = y.mul_(gain) if inplace else y * gain
+        coef = (demodulation_coefficients(weight, styles) * scale).reshape(batch_size, out_channels, 1, 1)
+    noise_t = None
+    if noise is not None:
+        noise_t = noise.to(torch.float32) * scale
+        noise_t = noise_t.reshape(-1, 1, *noise_t.shape[-2:]) if noise_t.ndim >= 2 else noise_t.reshape(1, 1, 1, 1)
+    bias_t = None if bias is None else (bias.to(torch.float32) * scale).reshape(1, -1, 1, 1)
+    post = None if next_styles is None else next_styles.to(torch.float32).reshape(batch_size, -1, 1, 1)
+    if fold_gain:
+        slope = _HOMOGENEOUS[activation]
+        return fused.bias_act_fused(y, coef, noise=noise_t, bias=bias_t, post=post, alpha=alpha if slope is None else slope,
+                                    clamp=clamp, inplace=inplace)
+    y = fused.bias_act_fused(y, coef, noise=noise_t, bias=bias_t, alpha=1.0, inplace=inplace)
+    y = spec.func(y, alpha)
+    if gain != 1:
+        y = y * gain
     if clamp is not None and clamp >= 0:
-        y = y.clamp_(-clamp, clamp) if inplace else y.clamp(-clamp, clamp)
-    if next_styles is not None:
-        post = next_styles.to(dtype).reshape(batch_size, -1, 1, 1)
-        y = y.mul_(post) if inplace else y * post
+        y = y.clamp(-clamp, clamp)
+    if post is not None:
+        y = fused.modulate(y, post.reshape(batch_size, -1))
     return y
 
 

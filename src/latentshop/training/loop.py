@@ -28,7 +28,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from latentshop.errors import CheckpointError, ConfigError
-from latentshop.models.stylegan2 import Discriminator, Generator
+from latentshop.models.stylegan2 import IMPLS, Discriminator, Generator
 from latentshop.training.augment import AdaptiveAugment
 from latentshop.training.distributed import all_gather_objects, all_reduce_gradients, atomic_torch_save
 from latentshop.training.loss import LossOptions, SharedRandom, StyleGAN2Loss
@@ -59,6 +59,7 @@ class TrainOptions:
     ada_interval: int = 4  # adjust the augmentation probability every this many steps
     ada_kimg: float = 500.0  # thousands of images over which p can move from 0 to 1
     ada_p: float = 0.0  # ADA's initial augmentation probability (then adapted; NVIDIA's augment_p)
+    impl: str = "fast"  # "fast" (channels-last, fused kernels, fused Adam) or "reference" (the reference's op order)
 
 
 class Trainer:
@@ -90,7 +91,10 @@ class Trainer:
         if options.ada and augment is None:
             augment = AdaptiveAugment(target=options.ada_target, speed_kimg=options.ada_kimg, p=options.ada_p)
         self.augment = augment
-        self.loss = StyleGAN2Loss(G, D, options.loss, augment)
+        if options.impl not in IMPLS:
+            raise ConfigError(f"TrainOptions.impl must be one of {IMPLS}, got {options.impl!r}")
+        self.fast = options.impl == "fast"
+        self.loss = StyleGAN2Loss(G, D, options.loss, augment, impl=options.impl)
         self.G_opt = self._adam(G, options.g_lr, options.g_reg_interval)
         self.D_opt = self._adam(D, options.d_lr, options.d_reg_interval)
         self.step = 0
@@ -111,7 +115,9 @@ class Trainer:
     def _adam(self, module: nn.Module, lr: float, interval: int) -> torch.optim.Adam:
         ratio = interval / (interval + 1) if interval else 1.0
         b1, b2 = self.options.betas
-        return torch.optim.Adam(module.parameters(), lr=lr * ratio, betas=(b1**ratio, b2**ratio), eps=self.options.eps)
+        # The fast path updates all parameters in one fused kernel (the same algorithm; other rounding).
+        fused = {"fused": True} if self.fast else {}
+        return torch.optim.Adam(module.parameters(), lr=lr * ratio, betas=(b1**ratio, b2**ratio), eps=self.options.eps, **fused)
 
     # -- data -------------------------------------------------------------------------------
     @property
@@ -159,9 +165,7 @@ class Trainer:
             module.requires_grad_(False)
             if self.world_size > 1:
                 self._all_reduce_grads(module)
-            for p in module.parameters():
-                if p.grad is not None:
-                    torch.nan_to_num(p.grad, nan=0, posinf=1e5, neginf=-1e5, out=p.grad)
+            self._sanitize_grads(module)
             opt.step()
         self._update_ema()
         self.step += 1
@@ -173,14 +177,29 @@ class Trainer:
         return logs
 
     @torch.no_grad()
+    def _sanitize_grads(self, module: nn.Module) -> None:
+        """NaN gradients become 0 and infinities +-1e5, as in the reference."""
+        grads = [p.grad for p in module.parameters() if p.grad is not None]
+        if self.fast and grads:
+            # One check over all gradients; only a step with a non-finite value pays the per-tensor pass.
+            norms = torch._foreach_norm(grads, ord=1)
+            if bool(torch.isfinite(torch.stack(norms)).all()):
+                return
+        for g in grads:
+            torch.nan_to_num(g, nan=0, posinf=1e5, neginf=-1e5, out=g)
+
+    @torch.no_grad()
     def _update_ema(self) -> None:
         o = self.options
         ema_nimg = (o.ema_kimg if o.ema_kimg is not None else o.batch_size * 10 / 32) * 1000
         if o.ema_rampup is not None:
             ema_nimg = min(ema_nimg, (self.nimg + o.batch_size) * o.ema_rampup)
         beta = 0.5 ** (o.batch_size / max(ema_nimg, 1e-8))
-        for p_ema, p in zip(self.G_ema.parameters(), self.G.parameters()):
-            p_ema.copy_(p.lerp(p_ema, beta))
+        if self.fast:  # one multi-tensor kernel: ema += (1 - beta) * (p - ema)
+            torch._foreach_lerp_(list(self.G_ema.parameters()), list(self.G.parameters()), 1.0 - beta)
+        else:
+            for p_ema, p in zip(self.G_ema.parameters(), self.G.parameters()):
+                p_ema.copy_(p.lerp(p_ema, beta))
         for b_ema, b in zip(self.G_ema.buffers(), self.G.buffers()):
             b_ema.copy_(b)
 

@@ -91,6 +91,8 @@ class StyleGAN2Loss:
         options: loss weights.
         augment: optional differentiable augmentation applied to every image D sees.
         random: where style mixing, noise maps and path-length noise come from (see :class:`SharedRandom`).
+        impl: ``"fast"`` (channels-last, fused element-wise kernels) or ``"reference"`` (the
+            reference's op order): how G's synthesis and D run; the same objective either way.
     """
 
     def __init__(
@@ -100,8 +102,10 @@ class StyleGAN2Loss:
         options: LossOptions = LossOptions(),
         augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
         random: SharedRandom | None = None,
+        impl: str = "reference",
     ):
         self.G = G
+        self.impl = impl
         self.D = D
         self.options = options
         self.augment = augment
@@ -130,12 +134,12 @@ class StyleGAN2Loss:
             mixed = self.G.mapping(self.random.normal(n, z.shape[1], device=z.device), c, update_w_avg=False)
             ws = torch.cat([ws[:, :cutoff], mixed[:, cutoff:]], dim=1)
         noise = {name: self.random.normal(n, 1, r, r, device=z.device) for name, r in self.G.synthesis.noise_layers().items()}
-        return self.G.synthesis(ws, noise_mode=noise), ws
+        return self.G.synthesis(ws, noise_mode=noise, impl=self.impl), ws
 
     def run_D(self, img: torch.Tensor, c: torch.Tensor | None) -> torch.Tensor:
         if self.augment is not None:
             img = self.augment(img)
-        return self.D(img, c)
+        return self.D(img, c, impl=self.impl)
 
     def accumulate_gradients(
         self, phase: str, real_img: torch.Tensor, real_c: torch.Tensor | None, gen_z: torch.Tensor, gen_c: torch.Tensor | None, gain: float
