@@ -107,3 +107,17 @@ def test_fast_layer_gradients_match_the_reference_layer(mode):
     g = torch.randn_like(ref)
     for a, c in zip(torch.autograd.grad(got, (x, w, s, b, noise), g), torch.autograd.grad(ref, (x, w, s, b, noise), g)):
         assert torch.allclose(a, c, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("stride, padding, transposed", [(1, 2, False), (2, 1, False), (2, 1, True)])
+def test_depthwise_fir_gradients_of_every_order(stride, padding, transposed):
+    from latentshop.ops.fused import depthwise_fir
+
+    gen = torch.Generator().manual_seed(4)
+    x = torch.randn(2, 3, 8, 8, generator=gen, dtype=torch.float64).requires_grad_()
+    taps = torch.rand(3, 1, 4, 4, generator=gen, dtype=torch.float64)
+    conv = torch.nn.functional.conv_transpose2d if transposed else torch.nn.functional.conv2d
+    kwargs = dict(stride=stride, padding=padding, groups=3)
+    assert torch.allclose(depthwise_fir(x, taps, stride=stride, padding=padding, transposed=transposed), conv(x, taps, **kwargs))
+    assert torch.autograd.gradcheck(lambda t: depthwise_fir(t, taps, stride=stride, padding=padding, transposed=transposed), (x,))
+    assert torch.autograd.gradgradcheck(lambda t: depthwise_fir(t, taps, stride=stride, padding=padding, transposed=transposed) ** 2, (x,))

@@ -57,7 +57,9 @@ def train(
     held_out: Optional[str] = typer.Option(None, "--held-out", help="Images for the snapshot SWD (default: the data's test split)."),
     inception: Optional[Path] = typer.Option(None, "--inception", help="NVIDIA's inception-2015-12-05.pt: also an FID against the held-out images at each snapshot."),
     verify_inception: bool = typer.Option(True, "--verify-inception/--no-verify-inception", help="Refuse any Inception file but NVIDIA's (SHA-256)."),
-    bf16: Optional[bool] = typer.Option(None, "--bf16/--fp32", help="bfloat16 autocast (default on: fast on AMX CPUs)."),
+    bf16: Optional[bool] = typer.Option(None, "--bf16/--fp32", help="bfloat16 autocast, or float32 (default: whichever trains faster here; bfloat16 pays on AMX CPUs and GPUs, not on CPUs that emulate it)."),
+    impl: str = typer.Option("fast", help="Training path: 'fast' (channels-last, fused compiled kernels) or 'reference' (the reference's op order, slower)."),
+    threads: Optional[int] = typer.Option(None, min=1, help="CPU threads (default: all cores for one process, an equal share per process under torchrun)."),
     ada: Optional[bool] = typer.Option(None, "--ada/--no-ada", help="Adaptive discriminator augmentation (small datasets)."),
     ada_p: float = typer.Option(0.0, min=0.0, max=1.0, help="ADA's initial augmentation probability (then adapted)."),
     seed: int = typer.Option(0, help="Seed of weights, data order, latents and noise."),
@@ -83,11 +85,13 @@ def train(
     from dataclasses import replace
 
     from latentshop.models.stylegan2 import Discriminator, Generator
-    from latentshop.training.distributed import init_distributed, is_main, shutdown_distributed
+    from latentshop.runtime import bf16_speedup
+    from latentshop.training.distributed import configure_threads, init_distributed, is_main, shutdown_distributed
     from latentshop.training.presets import architecture, get_preset
     from latentshop.training.run import run_training
 
     dev = init_distributed(device)  # under torchrun: joins the process group, one GPU per process on CUDA
+    threads = configure_threads(threads)
     if preset is not None:
         p = get_preset(preset)
     else:
@@ -99,7 +103,15 @@ def train(
     p = replace(p, data=data or p.data, res=res or p.res, channels=channels or p.channels,
                 channel_base=cbase or p.channel_base, channel_max=cmax or p.channel_max)
     options = p.options
-    options = replace(options, seed=seed, batch_size=batch or options.batch_size,
+    precision_note = ""
+    if bf16 is None and options.bf16:
+        # The recipes train in bfloat16 where it pays; measure whether it does on this machine.
+        speedup = bf16_speedup(dev)
+        bf16 = speedup >= 1.1
+        precision_note = f" (bfloat16 convolutions run {speedup:.2f}x float32's speed here)"
+    if impl not in ("fast", "reference"):
+        raise ConfigError(f"--impl must be 'fast' or 'reference', got {impl!r}")
+    options = replace(options, seed=seed, batch_size=batch or options.batch_size, impl=impl,
                       bf16=options.bf16 if bf16 is None else bf16, ada=options.ada if ada is None else ada, ada_p=ada_p)
     run = replace(p.run, total_kimg=kimg or p.run.total_kimg, snapshot_kimg=snapshot_kimg or p.run.snapshot_kimg)
 
@@ -111,7 +123,8 @@ def train(
     G, D = Generator(**G_kwargs).to(dev), Discriminator(**D_kwargs).to(dev)
     if is_main():
         console.print(f"training {p.name}: {len(dataset)} images from {p.data}, {p.res} px, {p.channels} channel(s), "
-                      f"batch {options.batch_size}, {run.total_kimg} kimg, {'bf16' if options.bf16 else 'fp32'} on {dev}")
+                      f"batch {options.batch_size}, {run.total_kimg} kimg, {'bf16' if options.bf16 else 'fp32'}{precision_note}, "
+                      f"{options.impl} path, {threads} thread(s) on {dev}")
     held = open_held_out(p.data, res=p.res, channels=p.channels, split=p.split, override=held_out)
     run_training(G, D, dataset, outdir, options=options, run=run, resume=resume, held_out=held,
                  extra_config={"preset": p.name, "data": p.data, "split": p.split, "xflip": p.xflip},

@@ -52,7 +52,8 @@ def train_encoder_command(
     progressive_every: int = typer.Option(100, min=1, help="e4e: steps between switching on the next layer's offset."),
     snapshot_kimg: float = typer.Option(5.0, min=0.001, help="Checkpoint, sheet and held-out PSNR every this many kimg."),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUTDIR/checkpoint.pt (exactly)."),
-    bf16: bool = typer.Option(True, "--bf16/--fp32", help="bfloat16 autocast (fast on AMX CPUs and GPUs)."),
+    bf16: Optional[bool] = typer.Option(None, "--bf16/--fp32", help="bfloat16 autocast, or float32 (default: whichever trains faster here; bfloat16 pays on AMX CPUs and GPUs)."),
+    threads: Optional[int] = typer.Option(None, min=1, help="CPU threads (default: all cores for one process, an equal share per process under torchrun)."),
     seed: int = typer.Option(0, help="Seed of weights, data order and samples."),
     device: str = typer.Option("auto", help="'auto', 'cpu', 'cuda' or 'cuda:N' (under torchrun: one GPU per process)."),
 ) -> None:
@@ -74,10 +75,14 @@ def train_encoder_command(
     """
     from latentshop.checkpoints import load_generator
     from latentshop.cli.train import open_training_data
-    from latentshop.training.distributed import init_distributed, is_main, shutdown_distributed
+    from latentshop.runtime import bf16_speedup
+    from latentshop.training.distributed import configure_threads, init_distributed, is_main, shutdown_distributed
     from latentshop.training.encoder import EncoderTrainOptions, train_encoder
 
     dev = init_distributed(device)  # under torchrun: joins the process group, one GPU per process on CUDA
+    threads = configure_threads(threads)
+    if bf16 is None:
+        bf16 = bf16_speedup(dev) >= 1.1
     if not restyle and iterations != 1:
         iterations = 1
     G = load_generator(model, device=dev)
@@ -93,7 +98,8 @@ def train_encoder_command(
     arch = dict(widths=[width, width * 2, width * 4, width * 8], blocks=blocks, style_channels=style_channels)
     if is_main():
         console.print(f"encoder for {model} ({G.img_resolution} px, {G.num_ws} ws) on "
-                      f"{(str(len(dataset)) + ' images from ' + data) if dataset is not None else 'generator samples'}, device {dev}")
+                      f"{(str(len(dataset)) + ' images from ' + data) if dataset is not None else 'generator samples'}, "
+                      f"{'bf16' if bf16 else 'fp32'}, {threads} thread(s) on {dev}")
     held = _held_out(data, split, G, 16) if data else None
     train_encoder(G, dataset, outdir, options=options, arch=arch, held_out=held, snapshot_kimg=snapshot_kimg, resume=resume,
                   extra_config={"model": model, "data": data or "generator samples", "split": split},

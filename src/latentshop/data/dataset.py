@@ -60,7 +60,7 @@ import zipfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -889,10 +889,37 @@ class ImageFolderDataset(torch.utils.data.Dataset):
             raise IndexError(f"index {idx} out of range for a dataset of {len(self)} items")
         idx %= len(self)
         raw, flip = idx % n, idx >= n
+        cache = getattr(self, "_cache", None)
+        if cache is not None:  # decoded once by preload()
+            image = cache[raw]
+            return (image.flip(2) if flip else image.clone()), self._onehot[raw].clone()
         image = self.load_image(raw)  # [C, H, W]
         if flip:
             image = image[:, :, ::-1]
         return torch.from_numpy(np.ascontiguousarray(image)), self._onehot[raw].clone()
+
+    def preload(self, *, max_bytes: int = 4 << 30, progress: Callable[[int, int], None] | None = None) -> bool:
+        """Decode every image once into one ``uint8`` tensor in memory, so that training reads no
+        files and decodes nothing; mirrored copies are flipped when read. Returns whether the images
+        are in memory: a dataset larger than ``max_bytes`` (default 4 GiB) stays on disk.
+
+        Args:
+            max_bytes: the most memory the decoded images may take.
+            progress: called as ``progress(done, total)`` while decoding.
+        """
+        if getattr(self, "_cache", None) is not None:
+            return True
+        n = len(self._names)
+        c, r = self.num_channels, self.resolution
+        if n * c * r * r > max_bytes:
+            return False
+        cache = torch.empty([n, c, r, r], dtype=torch.uint8)
+        for i in range(n):
+            cache[i] = torch.from_numpy(self.load_image(i))
+            if progress is not None and (i % 256 == 255 or i == n - 1):
+                progress(i + 1, n)
+        self._cache = cache
+        return True
 
     def load_image(self, raw_idx: int) -> np.ndarray:
         """Image ``raw_idx`` (without mirroring) as ``uint8`` ``(C, H, W)``."""

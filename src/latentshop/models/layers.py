@@ -16,7 +16,7 @@ from torch import nn
 
 from latentshop.ops import ACTIVATIONS, bias_act, conv2d_resample, setup_filter
 from latentshop.ops.fast import compute_dtype, fir_taps
-from latentshop.ops.fused import bias_act_fused
+from latentshop.ops.fused import bias_act_fused, depthwise_fir
 from latentshop.ops.upfirdn2d import filter_size
 
 __all__ = ["FullyConnectedLayer", "Conv2dLayer", "MinibatchStdLayer", "normalize_2nd_moment"]
@@ -149,13 +149,16 @@ class Conv2dLayer(nn.Module):
                 if pad != (fw - self.down) // 2:
                     return self.forward(x, gain)
                 taps, pad = fir_taps(self.resample_filter, x.shape[1], pad, pad, 1.0, dtype)
-                x = F.conv2d(x, taps, padding=pad, stride=self.down, groups=x.shape[1])
+                x = depthwise_fir(x, taps, padding=pad, stride=self.down)
                 y = F.conv2d(x, w)
             else:
                 left, right = self.padding + (fw - self.down + 1) // 2, self.padding + (fw - self.down) // 2
                 taps, pad = fir_taps(self.resample_filter, x.shape[1], left, right, 1.0, dtype)
-                x = F.conv2d(x, taps, padding=pad, groups=x.shape[1])
+                x = depthwise_fir(x, taps, padding=pad)
                 y = F.conv2d(x, w, stride=self.down)
+        elif kernel == 1 and x.shape[1] == 1:
+            # fromRGB of a grey image: an outer product, which oneDNN's 1-channel convolution does slowly
+            y = F.linear(x.permute(0, 2, 3, 1), w.flatten(1)).permute(0, 3, 1, 2)
         else:
             y = F.conv2d(x, w, padding=self.padding)
         y = y.contiguous(memory_format=torch.channels_last)

@@ -107,7 +107,7 @@ def _upsample_conv(x: torch.Tensor, weight: torch.Tensor, f: torch.Tensor, paddi
         return None
     y = F.conv_transpose2d(x, weight.transpose(0, 1).to(x.dtype), stride=2, output_padding=1)
     taps, pad = fir_taps(f, out_channels, left, right, 4.0, x.dtype)
-    return F.conv2d(y, taps, padding=pad, groups=out_channels)
+    return fused.depthwise_fir(y, taps, padding=pad)
 
 
 def fast_modulated_layer(
@@ -268,4 +268,4 @@ def fast_upsample2d(x: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
     channels = x.shape[1]
     # Zero insertion + FIR with padding [2, 1] is a stride-2 transposed convolution with padding 1.
     taps = (f * 4).to(x.dtype)[None, None].expand(channels, 1, 4, 4).contiguous()
-    return F.conv_transpose2d(x, taps, stride=2, padding=1, groups=channels)
+    return fused.depthwise_fir(x, taps, stride=2, padding=1, transposed=True)

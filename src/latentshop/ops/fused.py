@@ -36,7 +36,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-__all__ = ["bias_act_fused", "compile_state", "modulate", "set_compile", "use_compiled"]
+__all__ = ["bias_act_fused", "compile_state", "depthwise_fir", "modulate", "set_compile", "use_compiled"]
 
 # Below this many elements a kernel launch of eager ops is cheap and compiling is not worth it
 # (tests, tiny models and the small early blocks stay eager).
@@ -295,3 +295,52 @@ def modulate(x: torch.Tensor, styles: torch.Tensor, dtype: torch.dtype | None = 
         if use_compiled(x):
             return _run_compiled("modulate_forward", _modulate_forward, _modulate_forward, x, s, dtype)
         return _modulate_forward(x, s, dtype)
+
+
+# -- FIR filtering -----------------------------------------------------------------------------
+
+
+class _DepthwiseFIR(torch.autograd.Function):
+    """A depthwise convolution (or its transpose) with constant taps, whose backward is the
+    other one. autograd's own double backward of a grouped convolution computes the weight terms
+    group by group even for constant taps (seconds per step for the path-length penalty); this
+    linear map's gradient of any order is just the same pair of convolutions."""
+
+    @staticmethod
+    def forward(ctx, x, taps, stride, padding, transposed, output_padding):
+        ctx.taps, ctx.stride, ctx.padding, ctx.transposed = taps, stride, padding, transposed
+        ctx.in_size = x.shape[-2:]
+        groups = x.shape[1]
+        if transposed:
+            out = F.conv_transpose2d(x, taps, stride=stride, padding=padding, output_padding=output_padding, groups=groups)
+        else:
+            out = F.conv2d(x, taps, stride=stride, padding=padding, groups=groups)
+        return out.contiguous(memory_format=torch.channels_last) if x.is_contiguous(memory_format=torch.channels_last) else out
+
+    @staticmethod
+    def backward(ctx, g):
+        taps, stride, padding = ctx.taps, ctx.stride, ctx.padding
+        if ctx.transposed:  # the adjoint of a transposed convolution is the convolution
+            return _DepthwiseFIR.apply(g, taps, stride, padding, False, 0), None, None, None, None, None
+        k = taps.shape[-1]
+        h, w = ctx.in_size
+        op = (h - ((g.shape[-2] - 1) * stride - 2 * padding + k), w - ((g.shape[-1] - 1) * stride - 2 * padding + k))
+        return _DepthwiseFIR.apply(g, taps, stride, padding, True, op), None, None, None, None, None
+
+
+def depthwise_fir(x: torch.Tensor, taps: torch.Tensor, *, stride: int = 1, padding: int = 0,
+                  transposed: bool = False, output_padding: int = 0) -> torch.Tensor:
+    """``F.conv2d(x, taps, groups=C)`` (or ``F.conv_transpose2d``) for constant FIR ``taps``
+    ``(C, 1, k, k)``, with a backward of any order that is again one depthwise convolution.
+
+    Example:
+        >>> x, taps = torch.randn(2, 3, 8, 8), torch.ones(3, 1, 2, 2) / 4
+        >>> bool(torch.allclose(depthwise_fir(x, taps, stride=2), F.conv2d(x, taps, stride=2, groups=3)))
+        True
+    """
+    taps = taps.to(x.dtype)
+    if torch.is_grad_enabled() and x.requires_grad:
+        return _DepthwiseFIR.apply(x, taps, stride, padding, transposed, output_padding)
+    if transposed:
+        return F.conv_transpose2d(x, taps, stride=stride, padding=padding, output_padding=output_padding, groups=x.shape[1])
+    return F.conv2d(x, taps, stride=stride, padding=padding, groups=x.shape[1])

@@ -31,6 +31,7 @@ from latentshop.runtime import resolve_device
 
 __all__ = [
     "StopSignals",
+    "configure_threads",
     "all_gather_objects",
     "all_reduce_gradients",
     "atomic_torch_save",
@@ -41,6 +42,28 @@ __all__ = [
     "shutdown_distributed",
     "world_size",
 ]
+
+
+def configure_threads(threads: int | None = None) -> int:
+    """Set torch's CPU thread count for training and return it.
+
+    ``None`` picks the default: every core the process may use for one process, and an equal share
+    of them per process under torchrun (``LOCAL_WORLD_SIZE`` processes on this machine, at least one
+    thread each), so that ranks do not fight over cores. torch's own default would give every rank
+    all the cores, which slows a 2-rank CPU run several times over.
+    """
+    if threads is None:
+        try:
+            cores = len(os.sched_getaffinity(0))
+        except (AttributeError, OSError):
+            cores = os.cpu_count() or 1
+        local = int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)
+        threads = max(1, cores // max(local, 1))
+    if threads < 1:
+        raise ConfigError(f"--threads must be at least 1, got {threads}")
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+    return threads
 
 
 def is_distributed() -> bool:
