@@ -113,7 +113,7 @@ class TrainingCase:
     name: str  # label in the tables (the preset name)
     G_kwargs: dict[str, Any]  # Generator(**G_kwargs)
     D_kwargs: dict[str, Any]  # Discriminator(**D_kwargs)
-    options: TrainOptions  # its bf16 field is set per dtype by the benchmark
+    options: TrainOptions  # its bf16 and impl fields are set per run by the benchmark
 
 
 @dataclass(frozen=True)
@@ -121,12 +121,15 @@ class BenchmarkSettings:
     """How much to measure."""
 
     dtypes: tuple[str, ...] = ("float32", "bfloat16")  # keys of DTYPES
-    rounds: int = 3  # interleaved timing rounds (median reported)
-    steps_per_round: int = 16  # train_step() calls per timed window (16 = one lazy-regularisation cycle)
-    warmup_steps: int = 2  # untimed steps per trainer first (step 0 runs every phase)
+    impls: tuple[str, ...] = ("reference", "fast")  # TrainOptions.impl values
+    rounds: int = 2  # interleaved timing rounds (median reported)
+    steps_per_round: int = 2  # train_step() calls per timed window; the first runs every phase (see the docstring)
+    warmup_steps: int = 1  # untimed steps per trainer first (step 0 runs every phase and compiles the kernels)
     dataset_size: int = 256  # random uint8 images held in memory
-    ada_p: float | None = None  # fix ADA's augmentation probability (None: starts at 0, as a fresh run)
+    ada_p: float | None = 0.3  # fix ADA's augmentation probability, so that augmentation runs (None: starts at 0)
     seed: int = 0  # weights, data order and latents
+    profile: bool = True  # torch.profiler split of one all-phase step per trainer (not for the widest case)
+    encoder: bool = True  # also time the encoder trainer
     quick: bool = False  # recorded in the results
 
 
@@ -139,8 +142,21 @@ def preset_case(name: str, *, batch_size: int | None = None) -> TrainingCase:
     return TrainingCase(p.name, G_kwargs, D_kwargs, options)
 
 
-def default_cases(batch_size: int | None = None) -> list[TrainingCase]:
-    return [preset_case(name, batch_size=batch_size) for name in ("default", "synthetic")]
+def colour_case(channel_base: int, channel_max: int, *, res: int = 128, batch_size: int | None = None) -> TrainingCase:
+    """A colour model at ``res`` with the ``default`` recipe (ADA, R1 gamma 0.0002 res^2 / batch, path length)."""
+    base = get_preset("default").options
+    batch = batch_size or base.batch_size
+    G_kwargs, D_kwargs = architecture(res, 3, channel_base=channel_base, channel_max=channel_max)
+    options = replace(base, batch_size=batch, loss=replace(base.loss, r1_gamma=0.0002 * res**2 / batch))
+    return TrainingCase(f"colour{res}-{channel_base}/{channel_max}", G_kwargs, D_kwargs, options)
+
+
+def default_cases(batch_size: int | None = None, *, wide: bool = True) -> list[TrainingCase]:
+    cases = [preset_case(name, batch_size=batch_size) for name in ("default", "synthetic")]
+    cases.append(colour_case(4096, 128, batch_size=batch_size))
+    if wide:
+        cases.append(colour_case(8192, 256, batch_size=batch_size))
+    return cases
 
 
 class RandomImages(torch.utils.data.Dataset):
@@ -273,14 +289,14 @@ def _stats(values: Sequence[float]) -> dict[str, float]:
 # -- the benchmark -----------------------------------------------------------------------------
 
 
-def build_trainer(case: TrainingCase, dtype: str, settings: BenchmarkSettings) -> Trainer:
-    """A trainer of ``case`` in ``dtype`` on random in-memory images (same weights for every dtype)."""
+def build_trainer(case: TrainingCase, dtype: str, settings: BenchmarkSettings, impl: str = "fast") -> Trainer:
+    """A trainer of ``case`` in ``dtype`` on ``impl``, on random in-memory images (same weights for every run)."""
     G_kwargs, D_kwargs = case.G_kwargs, case.D_kwargs
     torch.manual_seed(settings.seed)
     G, D = Generator(**G_kwargs), Discriminator(**D_kwargs)
     dataset = RandomImages(settings.dataset_size, res=G_kwargs["img_resolution"], channels=G_kwargs["img_channels"],
                            seed=settings.seed)
-    options = replace(case.options, bf16=dtype == "bfloat16", seed=settings.seed)
+    options = replace(case.options, bf16=dtype == "bfloat16", seed=settings.seed, impl=impl)
     trainer = Trainer(G, D, dataset, options)
     if settings.ada_p is not None and trainer.augment is not None and hasattr(trainer.augment, "p"):
         trainer.augment.p.fill_(settings.ada_p)
@@ -292,21 +308,43 @@ def _ada_p(trainer: Trainer) -> float | None:
     return None if p is None else float(p)
 
 
-def _run_window(trainer: Trainer, steps: int, f_g: int, f_d: int) -> dict[str, Any]:
-    """``steps`` timed train_step() calls; returns time, images, FLOPs and per-step phases/times."""
-    step_times, step_phases, flops = [], [], 0
+def _run_window(trainer: Trainer, steps: int) -> dict[str, Any]:
+    """``steps`` timed train_step() calls, the first at a step number where every phase runs.
+
+    Returns the window's wall time and, per phase, the time and the number of runs (from the
+    trainer's own per-phase clocks); ``other`` is the rest (data, G_ema, ADA bookkeeping).
+    """
+    cycle = regularisation_cycle(trainer.options)
+    trainer.step = (trainer.step // cycle + 1) * cycle  # the window opens with Gmain, Greg, Dmain and Dreg
+    before_t, before_n = dict(trainer.phase_time_s), dict(trainer.phase_count)
     start = time.perf_counter()
     for _ in range(steps):
-        t0 = time.perf_counter()
-        logs = trainer.train_step()
-        step_times.append(time.perf_counter() - t0)
-        phases = [phase for phase, key in PHASE_LOG_KEYS.items() if key in logs]
-        assert "Gmain" in phases and "Dmain" in phases, f"unexpected training step logs {sorted(logs)}"
-        step_phases.append(phases)
-        flops += step_flops(phases, trainer.options, f_g, f_d)
+        trainer.train_step()
     elapsed = time.perf_counter() - start
-    return {"time_s": elapsed, "images": steps * trainer.options.batch_size, "flops": flops,
-            "step_times_s": step_times, "step_phases": step_phases}
+    phases = {ph: {"time_s": trainer.phase_time_s[ph] - before_t[ph], "count": trainer.phase_count[ph] - before_n[ph]}
+              for ph in PHASE_FLOPS}
+    other = elapsed - sum(v["time_s"] for v in phases.values())
+    return {"time_s": elapsed, "steps": steps, "phases": phases, "other_s": other}
+
+
+def cycle_step_time(windows: Sequence[dict[str, Any]], options: TrainOptions) -> tuple[float, dict[str, float]]:
+    """Mean time of one step of a whole lazy-regularisation cycle, composed from per-phase means:
+    ``Gmain + Dmain + Greg / g_reg_interval + Dreg / d_reg_interval + other``; and the per-phase
+    means (seconds per run of the phase)."""
+    per_phase = {}
+    for ph in PHASE_FLOPS:
+        t = sum(w["phases"][ph]["time_s"] for w in windows)
+        n = sum(w["phases"][ph]["count"] for w in windows)
+        per_phase[ph] = t / n if n else 0.0
+    per_phase["other"] = sum(w["other_s"] for w in windows) / sum(w["steps"] for w in windows)
+    weights = _phase_weights(options)
+    return sum(per_phase[ph] * weights[ph] for ph in weights) + per_phase["other"], per_phase
+
+
+def _phase_weights(options: TrainOptions) -> dict[str, float]:
+    """Runs of each phase per step over a whole cycle."""
+    cycle = _cycle_phases(options)
+    return {ph: sum(ph in step for step in cycle) / len(cycle) for ph in PHASE_FLOPS}
 
 
 def measure_peaks(shapes: Sequence[tuple[ConvShape, int]], rounds: int, between: Callable[[int], None]) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
@@ -350,16 +388,79 @@ def _layer_mix_limit(shapes: Sequence[ConvShape], batch: int, dtype: str, peak_r
     return sum(s.flops(batch) for s in shapes) / total_time / 1e9
 
 
+# Where the time of a step goes, by torch.profiler's self time of each op.
+PROFILE_CATEGORIES = (
+    ("convolution forward", ("aten::mkldnn_convolution", "aten::_convolution", "aten::convolution", "aten::conv")),
+    ("convolution backward", ("aten::convolution_backward",)),
+    ("fused compiled kernels", ("CompiledFxGraph", "Torch-Compiled", "TorchDynamo", "CompiledFunction")),
+    ("matmul", ("aten::mm", "aten::bmm", "aten::addmm", "aten::linear", "aten::matmul")),
+    ("optimizer", ("Optimizer", "aten::_fused_adam", "aten::_foreach")),
+)
+
+
+def profile_step(trainer: Trainer) -> dict[str, Any]:
+    """One all-phase step under torch.profiler: seconds of self CPU time by op category and by phase."""
+    from torch.profiler import ProfilerActivity, profile
+
+    cycle = regularisation_cycle(trainer.options)
+    trainer.step = (trainer.step // cycle + 1) * cycle
+    before = dict(trainer.phase_time_s)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        trainer.train_step()
+    categories = {name: 0.0 for name, _ in PROFILE_CATEGORIES}
+    categories["element-wise and other ops"] = 0.0
+    for event in prof.key_averages():
+        seconds = event.self_cpu_time_total / 1e6
+        for name, keys in PROFILE_CATEGORIES:
+            if any(event.key.startswith(k) or k in event.key for k in keys):
+                categories[name] += seconds
+                break
+        else:
+            categories["element-wise and other ops"] += seconds
+    phases = {ph: trainer.phase_time_s[ph] - before[ph] for ph in PHASE_FLOPS}
+    return {"categories_s": categories, "phases_s": phases}
+
+
+def encoder_speed(dtype: str, *, compiled: bool, steps: int = 3, batch: int = 16) -> dict[str, Any]:
+    """Images/s of the encoder trainer (e4e + ReStyle, 2 passes, generator samples, no perceptual
+    term so that no file is read) for a ``default``-preset generator with random weights."""
+    from latentshop.ops import fused
+    from latentshop.training.encoder import EncoderTrainer, EncoderTrainOptions, build_encoder
+
+    allowed = fused.compile_state()["enabled"]
+    fused.set_compile(compiled and allowed)
+    try:
+        case = preset_case("default")
+        torch.manual_seed(0)
+        G = Generator(**case.G_kwargs).eval()
+        options = EncoderTrainOptions(batch_size=batch, sample_fraction=1.0, perceptual=0.0, bf16=dtype == "bfloat16",
+                                      total_kimg=1.0)
+        E = build_encoder(G, options, widths=[32, 64, 128, 256], blocks=1, style_channels=96)
+        trainer = EncoderTrainer(G, E, None, options)
+        trainer.train_step()
+        start = time.perf_counter()
+        for _ in range(steps):
+            trainer.train_step()
+        elapsed = time.perf_counter() - start
+    finally:
+        fused.set_compile(allowed)
+    return {"dtype": dtype, "kernels": "compiled" if compiled else "eager", "batch": batch, "steps": steps,
+            "images_per_s": steps * batch / elapsed}
+
+
 def run_benchmark(cases: Sequence[TrainingCase], settings: BenchmarkSettings = BenchmarkSettings(), *,
                   log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run the benchmark for ``cases`` and return the results (see the module docstring)."""
+    from latentshop.ops import fused
+
     begin = time.perf_counter()
-    trainers: dict[tuple[str, str], Trainer] = {}
+    trainers: dict[tuple[str, str, str], Trainer] = {}
     case_info, conv_shapes, all_shapes = [], {}, {}
     for case in cases:
-        for dtype in settings.dtypes:
-            trainers[(case.name, dtype)] = build_trainer(case, dtype, settings)
-        some = trainers[(case.name, settings.dtypes[0])]
+        for impl in settings.impls:
+            for dtype in settings.dtypes:
+                trainers[(case.name, impl, dtype)] = build_trainer(case, dtype, settings, impl)
+        some = next(t for k, t in trainers.items() if k[0] == case.name)
         g_shapes, d_shapes = generator_conv_shapes(some.G), discriminator_conv_shapes(some.D)
         f_g, f_d = forward_flops_per_image(some.G, some.D)
         conv_shapes[case.name] = (g_shapes + d_shapes, f_g, f_d)
@@ -376,82 +477,103 @@ def run_benchmark(cases: Sequence[TrainingCase], settings: BenchmarkSettings = B
             "cycle_conv_gflop_per_image": per_image_cycle / 1e9,
             "conv_shapes": [asdict(s) for s in g_shapes + d_shapes],
         })
-    log(f"{len(trainers)} trainers built; warm-up ({settings.warmup_steps} steps each)")
-    for trainer in trainers.values():
+    log(f"{len(trainers)} trainers built; warm-up ({settings.warmup_steps} step(s) each, which compiles the fused kernels)")
+    compile_before = fused.compile_state()["compile_s"]
+    warmup_s = {}
+    for key, trainer in trainers.items():
+        start = time.perf_counter()
         for _ in range(settings.warmup_steps):
             trainer.train_step()
+        warmup_s[key] = time.perf_counter() - start
+        log(f"warm-up {' '.join(key)}: {warmup_s[key]:.1f} s")
+    compile_s = fused.compile_state()["compile_s"] - compile_before
     ada_start = {key: _ada_p(t) for key, t in trainers.items()}
 
-    windows: dict[tuple[str, str], list[dict[str, Any]]] = {key: [] for key in trainers}
+    windows: dict[tuple[str, str, str], list[dict[str, Any]]] = {key: [] for key in trainers}
 
     def train_round(r: int) -> None:
         order = list(trainers) if r % 2 == 0 else list(reversed(trainers))
         for key in order:
-            _, f_g, f_d = conv_shapes[key[0]]
-            w = _run_window(trainers[key], settings.steps_per_round, f_g, f_d)
+            w = _run_window(trainers[key], settings.steps_per_round)
             windows[key].append(w)
-            log(f"round {r + 1}/{settings.rounds} {key[0]:>10} {key[1]:>8}: {w['images'] / w['time_s']:7.2f} img/s "
-                f"({w['time_s']:.1f} s, {time.perf_counter() - begin:.0f} s elapsed)")
+            log(f"round {r + 1}/{settings.rounds} {' '.join(key)}: {w['time_s']:.1f} s for {w['steps']} steps "
+                f"({time.perf_counter() - begin:.0f} s elapsed)")
 
     peak_rows, peaks = measure_peaks(list(all_shapes.values()), settings.rounds, train_round)
     for dtype, peak in peaks.items():
         log(f"peak {dtype}: {peak['gflops']:.1f} GFLOP/s ({peak['shape']}, batch {peak['batch']}, {peak['memory_format']})")
 
+    profiles = {}
+    if settings.profile:
+        widest = max(case_info, key=lambda c: c["G_params"])["name"] if len(case_info) > 2 else None
+        for key, trainer in trainers.items():
+            if key[0] != widest and key[0] != "synthetic":
+                profiles[key] = profile_step(trainer)
+                log(f"profiled {' '.join(key)}")
+
     results = []
-    for (name, dtype), ws in windows.items():
-        trainer = trainers[(name, dtype)]
+    for (name, impl, dtype), ws in windows.items():
+        trainer = trainers[(name, impl, dtype)]
         shapes, f_g, f_d = conv_shapes[name]
         batch = trainer.options.batch_size
-        ips = [w["images"] / w["time_s"] for w in ws]
-        gflops = [w["flops"] / w["time_s"] / 1e9 for w in ws]
-        phases = [p for w in ws for p in w["step_phases"]]
-        by_mix: dict[str, list[float]] = {}
-        for w in ws:
-            for p, t in zip(w["step_phases"], w["step_times_s"]):
-                by_mix.setdefault("+".join(p), []).append(t)
-        achieved = statistics.median(gflops)
+        step_s, per_phase = cycle_step_time(ws, trainer.options)
+        per_round = [cycle_step_time([w], trainer.options)[0] for w in ws]
         cycle = regularisation_cycle(trainer.options)
+        flops_per_step = sum(step_flops(p, trainer.options, f_g, f_d) for p in _cycle_phases(trainer.options)) / cycle
+        achieved = flops_per_step / step_s / 1e9
         row = {
             "preset": name,
+            "impl": impl,
             "dtype": dtype,
             "batch": batch,
             "steps_per_round": settings.steps_per_round,
-            "whole_cycles": settings.steps_per_round % cycle == 0,
-            "images_per_s": statistics.median(ips),
-            "images_per_s_stats": _stats(ips),
-            "window_time_s": _stats([w["time_s"] for w in ws]),
-            "phase_counts": {ph: sum(ph in p for p in phases) for ph in PHASE_FLOPS},
-            "step_time_s_by_phases": {k: _stats(v) for k, v in by_mix.items()},
-            "conv_gflop_per_image": sum(w["flops"] for w in ws) / sum(w["images"] for w in ws) / 1e9,
+            "images_per_s": batch / step_s,
+            "images_per_s_stats": _stats([batch / t for t in per_round]),
+            "cycle_step_time_s": step_s,
+            "phase_time_s": per_phase,
+            "phase_weights": _phase_weights(trainer.options),
+            "warmup_s": warmup_s[(name, impl, dtype)],
+            "conv_gflop_per_image": flops_per_step / batch / 1e9,
             "achieved_gflops": achieved,
-            "achieved_gflops_stats": _stats(gflops),
             "fraction_of_peak": achieved / peaks[dtype]["gflops"],
             "fraction_of_fp32_peak": achieved / peaks["float32"]["gflops"],
             "fraction_of_bf16_peak": achieved / peaks["bfloat16"]["gflops"],
             "layer_mix_limit_gflops": _layer_mix_limit(shapes, batch, dtype, peak_rows),
-            "ada_p": {"start": ada_start[(name, dtype)], "end": _ada_p(trainer)},
+            "ada_p": {"start": ada_start[(name, impl, dtype)], "end": _ada_p(trainer)},
+            "profile": profiles.get((name, impl, dtype)),
         }
         results.append(row)
     for row in results:
-        base = next((r for r in results if r["preset"] == row["preset"] and r["dtype"] == "float32"), None)
-        if base is not None and row["dtype"] != "float32":
-            row["ratio_vs_float32"] = row["images_per_s"] / base["images_per_s"]
+        same = {(r["impl"], r["dtype"]): r for r in results if r["preset"] == row["preset"]}
+        ref = same.get(("reference", row["dtype"]))
+        if ref is not None and row["impl"] != "reference":
+            row["speedup_vs_reference"] = row["images_per_s"] / ref["images_per_s"]
+        if ("reference", "bfloat16") in same:
+            row["speedup_vs_reference_bf16"] = row["images_per_s"] / same[("reference", "bfloat16")]["images_per_s"]
         log(_format_row(row))
+
+    encoder = []
+    if settings.encoder:
+        for dtype in settings.dtypes:
+            for compiled in (False, True):
+                encoder.append(encoder_speed(dtype, compiled=compiled))
+                log(f"encoder trainer {dtype} {encoder[-1]['kernels']}: {encoder[-1]['images_per_s']:.2f} img/s")
 
     return {
         "benchmark": NAME,
         "machine": machine_info(settings),
         "settings": asdict(settings),
         "wall_time_s": time.perf_counter() - begin,
+        "compile": {"first_compile_s": compile_s, **fused.compile_state()},
         "flop_counting": {
             "rule": (
                 "nominal conv FLOPs, 2 per weight per output pixel (per input pixel for G's stride-2 transposed conv0); "
                 "F_G = forward FLOPs/image of G.synthesis convs (conv0, conv1, torgb), F_D = of D convs (fromrgb, conv0, "
                 "stride-2 conv1, 1x1 skip after decimation, epilogue conv); backward = 1x forward for input grads + 1x for "
                 "weight grads where weights are trained; gradient penalties = 6x forward; per phase per image of its batch "
-                "(Greg: batch // pl_batch_shrink): Gmain 3F_G+2F_D, Greg 6F_G, Dmain F_G+6F_D, Dreg 6F_D; phases read "
-                "from each step's logged losses; dense layers, FIR filters, modulation, bias/act, augmentation, Adam "
-                "and G_ema not counted"
+                "(Greg: batch // pl_batch_shrink): Gmain 3F_G+2F_D, Greg 6F_G, Dmain F_G+6F_D, Dreg 6F_D; a step of a "
+                "whole cycle = Gmain + Dmain + Greg / 4 + Dreg / 16; dense layers, FIR filters, modulation, bias/act, "
+                "augmentation, Adam and G_ema not counted"
             ),
             "phase_multipliers": {phase: {"F_G": g, "F_D": d} for phase, (g, d) in PHASE_FLOPS.items()},
         },
@@ -466,6 +588,7 @@ def run_benchmark(cases: Sequence[TrainingCase], settings: BenchmarkSettings = B
         "peak_shapes": peak_rows,
         "cases": case_info,
         "results": results,
+        "encoder_trainer": encoder,
     }
 
 
@@ -513,10 +636,10 @@ def machine_info(settings: BenchmarkSettings) -> dict[str, Any]:
 
 
 def _format_row(row: dict[str, Any]) -> str:
-    ratio = row.get("ratio_vs_float32")
+    speedup = row.get("speedup_vs_reference")
     return (
-        f"{row['preset']:>10} b{row['batch']:<3} {row['dtype']:>8}: {row['images_per_s']:7.2f} img/s"
-        + (f" ({ratio:.2f}x fp32)" if ratio is not None else "             ")
+        f"{row['preset']:>22} {row['impl']:>9} {row['dtype']:>8}: {row['images_per_s']:7.2f} img/s"
+        + (f" ({speedup:.2f}x reference)" if speedup is not None else "                 ")
         + f"  {row['achieved_gflops']:7.1f} GFLOP/s = {100 * row['fraction_of_fp32_peak']:5.1f} % of fp32 peak, "
         f"{100 * row['fraction_of_bf16_peak']:5.1f} % of bf16 peak"
     )
@@ -525,25 +648,50 @@ def _format_row(row: dict[str, Any]) -> str:
 def markdown_table(out: dict[str, Any]) -> str:
     m, s, peak = out["machine"], out["settings"], out["peak"]
     lines = [
-        f"Machine: {m['cpu']}, {m['cores']} cores, {m['torch_threads']} torch threads, torch {m['torch']}, "
-        f"{m['date']}{' (quick mode)' if m['quick'] else ''}; medians of {m['rounds']} interleaved rounds of "
-        f"{s['steps_per_round']} training steps each, after {s['warmup_steps']} warm-up step{'' if s['warmup_steps'] == 1 else 's'}; random in-memory images.",
+        f"Machine: {m['cpu']} ({', '.join(m['cpu_flags']) or 'no AVX-512/AMX flags'}), {m['cores']} cores, "
+        f"{m['torch_threads']} torch threads, torch {m['torch']}, {m['date']}{' (quick mode)' if m['quick'] else ''}. "
+        f"Per trainer: {s['warmup_steps']} warm-up step(s), then {m['rounds']} interleaved rounds of {s['steps_per_round']} "
+        "steps whose first runs every phase; images/s is the batch over the time of one step of a whole lazy-regularisation "
+        "cycle composed from the per-phase means (Gmain + Dmain + Greg/4 + Dreg/16 + other); random in-memory images, "
+        f"ADA p fixed at {s['ada_p']}.",
         "",
         f"Convolution peak (best plain forward conv over the models' layer shapes): float32 {peak['float32']['gflops']:.1f} "
         f"GFLOP/s ({peak['float32']['shape']}, {peak['float32']['memory_format']}), bfloat16 {peak['bfloat16']['gflops']:.1f} "
-        f"GFLOP/s ({peak['bfloat16']['shape']}, {peak['bfloat16']['memory_format']}).",
+        f"GFLOP/s ({peak['bfloat16']['shape']}, {peak['bfloat16']['memory_format']}). First compile of the fused kernels: "
+        f"{out['compile']['first_compile_s']:.1f} s (once per process).",
         "",
-        "| preset | dtype | batch | images/s [min–max] | bf16/fp32 | conv GFLOP/image | GFLOP/s | % of fp32 peak | % of bf16 peak | whole reg. cycles |",
-        "|---|---|---:|---|---:|---:|---:|---:|---:|---|",
+        "| case | path | dtype | batch | images/s [min–max] | × reference | × reference bf16 | GFLOP/s | % of fp32 peak | % of bf16 peak |"
+        " Gmain s | Greg s | Dmain s | Dreg s | other s |",
+        "|---|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in out["results"]:
         ips = r["images_per_s_stats"]
-        ratio = r.get("ratio_vs_float32")
+        sp, spb = r.get("speedup_vs_reference"), r.get("speedup_vs_reference_bf16")
+        ph = r["phase_time_s"]
         lines.append(
-            f"| {r['preset']} | {r['dtype']} | {r['batch']} | {r['images_per_s']:.2f} [{ips['min']:.2f}–{ips['max']:.2f}] | "
-            f"{'' if ratio is None else f'{ratio:.2f}'} | {r['conv_gflop_per_image']:.2f} | {r['achieved_gflops']:.1f} | "
-            f"{100 * r['fraction_of_fp32_peak']:.1f} | {100 * r['fraction_of_bf16_peak']:.1f} | {'yes' if r['whole_cycles'] else 'no'} |"
+            f"| {r['preset']} | {r['impl']} | {r['dtype']} | {r['batch']} | {r['images_per_s']:.2f} [{ips['min']:.2f}–{ips['max']:.2f}] | "
+            f"{'' if sp is None else f'{sp:.2f}'} | {'' if spb is None else f'{spb:.2f}'} | {r['achieved_gflops']:.1f} | "
+            f"{100 * r['fraction_of_fp32_peak']:.1f} | {100 * r['fraction_of_bf16_peak']:.1f} | "
+            f"{ph['Gmain']:.2f} | {ph['Greg']:.2f} | {ph['Dmain']:.2f} | {ph['Dreg']:.2f} | {ph['other']:.2f} |"
         )
+    profiled = [r for r in out["results"] if r.get("profile")]
+    if profiled:
+        names = list(profiled[0]["profile"]["categories_s"])
+        lines += [
+            "",
+            "Where one all-phase step's time goes (torch.profiler self CPU time, seconds; the profiler adds some overhead):",
+            "",
+            "| case | path | dtype | " + " | ".join(names) + " |",
+            "|---|---|---|" + "---:|" * len(names),
+        ]
+        for r in profiled:
+            cat = r["profile"]["categories_s"]
+            lines.append(f"| {r['preset']} | {r['impl']} | {r['dtype']} | " + " | ".join(f"{cat[n]:.2f}" for n in names) + " |")
+    if out.get("encoder_trainer"):
+        lines += ["", "Encoder trainer (e4e + ReStyle, 2 passes, batch 16, generator samples, `default`-preset G):", "",
+                  "| dtype | fused kernels | images/s |", "|---|---|---:|"]
+        for e in out["encoder_trainer"]:
+            lines.append(f"| {e['dtype']} | {e['kernels']} | {e['images_per_s']:.2f} |")
     lines += [
         "",
         "FLOP counting (convolutions only, nominal 2 FLOPs per multiply-add): F_G, F_D = forward conv FLOPs per image "
@@ -553,12 +701,13 @@ def markdown_table(out: dict[str, Any]) -> str:
         "Dreg every 16, so a 16-step cycle costs 4.75 F_G + 8.375 F_D per image. Dense layers, FIR filters, modulation, "
         "bias/activation, augmentation, Adam and the G_ema update are not counted. The peak is forward-only.",
         "",
-        "| preset | F_G (GFLOP) | F_D (GFLOP) | conv GFLOP per image over a whole cycle |",
-        "|---|---:|---:|---:|",
+        "| case | G params | D params | F_G (GFLOP) | F_D (GFLOP) | conv GFLOP per image over a whole cycle |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
     for c in out["cases"]:
         f = c["forward_gflop_per_image"]
-        lines.append(f"| {c['name']} | {f['G']:.3f} | {f['D']:.3f} | {c['cycle_conv_gflop_per_image']:.2f} |")
+        lines.append(f"| {c['name']} | {c['G_params'] / 1e6:.2f} M | {c['D_params'] / 1e6:.2f} M | {f['G']:.3f} | {f['D']:.3f} | "
+                     f"{c['cycle_conv_gflop_per_image']:.2f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -581,15 +730,17 @@ def main(argv: Sequence[str] | None = None, *, cases: Sequence[TrainingCase] | N
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog="examples:\n  python benchmarks/training_speed.py\n"
                                             "  python benchmarks/training_speed.py --quick --out-dir /tmp/bench")
-    parser.add_argument("--quick", action="store_true", help="batch 8, 2-step windows, 2 rounds: a smoke test")
-    parser.add_argument("--rounds", type=int, default=None, help="timing rounds (default: 3, or 2 with --quick)")
-    parser.add_argument("--steps", type=int, default=None,
-                        help="train steps per timed window (default: 16 = one lazy-regularisation cycle, or 2 with --quick)")
-    parser.add_argument("--warmup", type=int, default=None, help="untimed steps per trainer (default: 2, or 1 with --quick)")
-    parser.add_argument("--batch", type=int, default=None, help="batch size (default: the preset's, 32; or 8 with --quick)")
+    parser.add_argument("--quick", action="store_true", help="batch 8, the 64 px presets, 1 round, no profile: a smoke test")
+    parser.add_argument("--rounds", type=int, default=None, help="timing rounds (default: 2, or 1 with --quick)")
+    parser.add_argument("--steps", type=int, default=None, help="train steps per timed window (default: 2; the first runs every phase)")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed steps per trainer (default: %(default)s)")
+    parser.add_argument("--batch", type=int, default=None, help="batch size (default: the presets', 32; or 8 with --quick)")
     parser.add_argument("--dtypes", nargs="+", choices=list(DTYPES), default=list(DTYPES), help="(default: %(default)s)")
-    parser.add_argument("--ada-p", type=float, default=None,
-                        help="fix ADA's augmentation probability of the 'default' preset (default: starts at 0)")
+    parser.add_argument("--impls", nargs="+", choices=["reference", "fast"], default=["reference", "fast"], help="(default: %(default)s)")
+    parser.add_argument("--no-wide", action="store_true", help="leave out the 128 px 8192/256 case (the slowest)")
+    parser.add_argument("--no-profile", action="store_true", help="skip the torch.profiler split")
+    parser.add_argument("--no-encoder", action="store_true", help="skip the encoder trainer")
+    parser.add_argument("--ada-p", type=float, default=0.3, help="fix ADA's augmentation probability (default: %(default)s)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's, e.g. OMP_NUM_THREADS)")
     parser.add_argument("--out-dir", type=Path, default=RESULTS, help=f"where to write {NAME}.json/.md (default: %(default)s)")
     args = parser.parse_args(argv)
@@ -597,15 +748,20 @@ def main(argv: Sequence[str] | None = None, *, cases: Sequence[TrainingCase] | N
         torch.set_num_threads(args.threads)
     settings = BenchmarkSettings(
         dtypes=tuple(args.dtypes),
-        rounds=args.rounds if args.rounds is not None else (2 if args.quick else 3),
-        steps_per_round=args.steps if args.steps is not None else (2 if args.quick else 16),
-        warmup_steps=args.warmup if args.warmup is not None else (1 if args.quick else 2),
+        impls=tuple(args.impls),
+        rounds=args.rounds if args.rounds is not None else (1 if args.quick else 2),
+        steps_per_round=args.steps if args.steps is not None else 2,
+        warmup_steps=args.warmup,
         ada_p=args.ada_p,
+        profile=not (args.no_profile or args.quick),
+        encoder=not (args.no_encoder or args.quick),
         quick=args.quick,
     )
     batch = args.batch if args.batch is not None else (8 if args.quick else None)
     if cases is None:
-        cases = default_cases(batch)
+        cases = default_cases(batch, wide=not args.no_wide)
+        if args.quick:
+            cases = cases[:2]
     elif batch is not None:
         cases = [replace(c, options=replace(c.options, batch_size=batch)) for c in cases]
     out = run_benchmark(cases, settings)

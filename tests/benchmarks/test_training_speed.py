@@ -51,21 +51,27 @@ def test_training_speed_quick(bench, tmp_path):
     assert data["machine"]["quick"] is True
     for dtype in ("float32", "bfloat16"):
         assert data["peak"][dtype]["gflops"] > 0
-    assert len(data["results"]) == 4  # 2 cases x 2 dtypes
+    assert data["compile"]["first_compile_s"] >= 0
+    assert len(data["results"]) == 8  # 2 cases x 2 paths x 2 dtypes
     for row in data["results"]:
-        for key in ("preset", "dtype", "batch", "images_per_s", "achieved_gflops", "conv_gflop_per_image",
-                    "fraction_of_peak", "fraction_of_fp32_peak", "fraction_of_bf16_peak", "phase_counts", "whole_cycles"):
+        for key in ("preset", "impl", "dtype", "batch", "images_per_s", "achieved_gflops", "conv_gflop_per_image",
+                    "fraction_of_peak", "fraction_of_fp32_peak", "fraction_of_bf16_peak", "phase_time_s", "cycle_step_time_s"):
             assert key in row, key
         assert row["batch"] == 4
         assert row["images_per_s"] > 0 and row["achieved_gflops"] > 0 and row["fraction_of_peak"] > 0
-        assert row["phase_counts"]["Gmain"] == row["phase_counts"]["Dmain"] == 2  # 1 round x 2 steps
-        assert row["whole_cycles"] is False  # 2 steps do not cover the 16-step regularisation cycle
-        if row["dtype"] == "bfloat16":
-            assert row["ratio_vs_float32"] > 0
+        # the window opens at a step where every phase runs, so every phase has a time
+        assert all(row["phase_time_s"][ph] > 0 for ph in ("Gmain", "Greg", "Dmain", "Dreg"))
+        weights = row["phase_weights"]
+        assert weights["Gmain"] == 1 and weights["Greg"] == 0.25 and weights["Dreg"] == 1 / 16
+        composed = sum(row["phase_time_s"][ph] * w for ph, w in weights.items()) + row["phase_time_s"]["other"]
+        assert row["cycle_step_time_s"] == pytest.approx(composed)
+        assert row["images_per_s"] == pytest.approx(row["batch"] / row["cycle_step_time_s"])
+        if row["impl"] == "fast":
+            assert row["speedup_vs_reference"] > 0
         else:
-            assert "ratio_vs_float32" not in row
+            assert "speedup_vs_reference" not in row
     table = (tmp_path / "training_speed.md").read_text()
-    assert "| tiny16 | bfloat16 | 4 |" in table and "| tiny16-ada | float32 | 4 |" in table
+    assert "| tiny16 | fast | bfloat16 | 4 |" in table and "| tiny16-ada | reference | float32 | 4 |" in table
     assert not list(tmp_path.glob(".*.tmp"))  # atomic writes leave no temporaries
 
 
@@ -113,8 +119,9 @@ class _ConvFlops(TorchDispatchMode):
         return out
 
 
-def test_flop_rule_matches_dispatched_convolutions(bench):
-    trainer = bench.build_trainer(tiny_case(bench), "float32", bench.BenchmarkSettings(dataset_size=8))
+@pytest.mark.parametrize("impl", ["reference", "fast"])
+def test_flop_rule_matches_dispatched_convolutions(bench, impl):
+    trainer = bench.build_trainer(tiny_case(bench), "float32", bench.BenchmarkSettings(dataset_size=8), impl)
     f_g, f_d = bench.forward_flops_per_image(trainer.G, trainer.D)
     for step in range(2):  # step 0 runs all four phases, step 1 only Gmain and Dmain
         with _ConvFlops() as counter:
@@ -124,3 +131,12 @@ def test_flop_rule_matches_dispatched_convolutions(bench):
         counted = counter.flops["forward"] + counter.flops["backward"]
         # The rule also counts fromRGB's skipped input gradients (3 input channels): a small excess.
         assert bench.step_flops(phases, trainer.options, f_g, f_d) == pytest.approx(counted, rel=0.02)
+
+
+def test_profile_split_covers_the_step(bench):
+    trainer = bench.build_trainer(tiny_case(bench), "float32", bench.BenchmarkSettings(dataset_size=8), "fast")
+    trainer.train_step()
+    prof = bench.profile_step(trainer)
+    assert all(prof["phases_s"][ph] > 0 for ph in ("Gmain", "Greg", "Dmain", "Dreg"))
+    assert prof["categories_s"]["convolution forward"] > 0 and prof["categories_s"]["convolution backward"] > 0
+    assert sum(prof["categories_s"].values()) > 0

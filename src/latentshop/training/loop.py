@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import os
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -31,7 +32,7 @@ from latentshop.errors import CheckpointError, ConfigError
 from latentshop.models.stylegan2 import IMPLS, Discriminator, Generator
 from latentshop.training.augment import AdaptiveAugment
 from latentshop.training.distributed import all_gather_objects, all_reduce_gradients, atomic_torch_save
-from latentshop.training.loss import LossOptions, SharedRandom, StyleGAN2Loss
+from latentshop.training.loss import PHASES, LossOptions, SharedRandom, StyleGAN2Loss
 
 __all__ = ["TrainOptions", "Trainer", "TRAINING_CHECKPOINT_FORMAT"]
 
@@ -99,6 +100,10 @@ class Trainer:
         self.D_opt = self._adam(D, options.d_lr, options.d_reg_interval)
         self.step = 0
         self.nimg = 0
+        # Wall time and count of each phase (latents, loss, backward, all-reduce, optimiser step),
+        # for progress reports and benchmarks; not part of the checkpoint.
+        self.phase_time_s: dict[str, float] = {name: 0.0 for name in PHASES}
+        self.phase_count: dict[str, int] = {name: 0 for name in PHASES}
         distributed = dist.is_available() and dist.is_initialized()
         self.rank = dist.get_rank() if distributed else 0
         self.world_size = dist.get_world_size() if distributed else 1
@@ -157,6 +162,7 @@ class Trainer:
                 continue
             if name == "Greg" and o.loss.pl_weight == 0:
                 continue
+            start = time.perf_counter()
             z, c = self._latents()
             opt.zero_grad(set_to_none=True)
             module.requires_grad_(True)
@@ -167,6 +173,8 @@ class Trainer:
                 self._all_reduce_grads(module)
             self._sanitize_grads(module)
             opt.step()
+            self.phase_time_s[name] += time.perf_counter() - start
+            self.phase_count[name] += 1
         self._update_ema()
         self.step += 1
         self.nimg += o.batch_size
