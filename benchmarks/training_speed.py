@@ -389,9 +389,9 @@ def _layer_mix_limit(shapes: Sequence[ConvShape], batch: int, dtype: str, peak_r
 
 
 # Where the time of a step goes, by torch.profiler's self time of each op.
-PROFILE_CATEGORIES = (
-    ("convolution forward", ("aten::mkldnn_convolution", "aten::_convolution", "aten::convolution", "aten::conv")),
+PROFILE_CATEGORIES = (  # the first category whose key matches an op takes it
     ("convolution backward", ("aten::convolution_backward",)),
+    ("convolution forward", ("aten::mkldnn_convolution", "aten::_convolution", "aten::convolution", "aten::conv")),
     ("fused compiled kernels", ("CompiledFxGraph", "Torch-Compiled", "TorchDynamo", "CompiledFunction")),
     ("matmul", ("aten::mm", "aten::bmm", "aten::addmm", "aten::linear", "aten::matmul")),
     ("optimizer", ("Optimizer", "aten::_fused_adam", "aten::_foreach")),

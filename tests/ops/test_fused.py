@@ -17,6 +17,8 @@ from latentshop.ops.fused import bias_act_fused, modulate
 def mode(request, monkeypatch):
     monkeypatch.setitem(fused._state, "enabled", request.param == "compiled")
     monkeypatch.setattr(fused, "COMPILE_MIN_NUMEL", 0)
+    monkeypatch.setattr(fused, "COMPILE_MIN_NUMEL_AUTOGRAD", 0)
+    monkeypatch.setitem(fused._state, "autograd", True)
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)  # a compile failure must not hide here
         yield request.param

@@ -23,6 +23,8 @@ def kernels(request, monkeypatch):
     """Both kinds of fused kernels: eager ops, and torch.compile'd ones on every size."""
     monkeypatch.setitem(fused._state, "enabled", request.param == "compiled")
     monkeypatch.setattr(fused, "COMPILE_MIN_NUMEL", 0)
+    monkeypatch.setattr(fused, "COMPILE_MIN_NUMEL_AUTOGRAD", 0)
+    monkeypatch.setitem(fused._state, "autograd", True)
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
         yield request.param

@@ -8,11 +8,16 @@ each one allocating; on the CPU, at the sizes latentshop trains, those passes co
 convolutions. Here each step is one function with a hand-written backward:
 
 * :func:`bias_act_fused` — ``act(y * coef + noise + bias)``, clamped, times ``post``;
-* :func:`modulate` — ``x * styles`` per sample and channel.
+* :func:`modulate` — ``x * styles`` per sample and channel;
+* :func:`depthwise_fir` — a FIR filter as a depthwise convolution, whose backward of any order is
+  again one depthwise convolution (autograd's double backward of a grouped convolution loops over
+  the groups computing weight terms that constant taps do not need: seconds per path-length step).
 
 Their forward and backward kernels are compiled with ``torch.compile`` (inductor writes one
 vectorised loop with the reductions the backward needs) for large CPU tensors, and run as eager
-ops otherwise. Arithmetic is float32 whatever the activations' dtype, rounding once on the store,
+ops otherwise. Kernels without autograd (rendering) compile from 1M elements; kernels with a
+backward compile from 256k elements and only inside :func:`autograd_compile` (the trainers'
+steps), so that an inversion or a first render never waits for the compiler. Arithmetic is float32 whatever the activations' dtype, rounding once on the store,
 so under bfloat16 autocast the styles and the demodulation coefficients keep float32 precision.
 
 Gradients of gradients (R1 and path-length penalties differentiate a backward pass): when a
@@ -27,27 +32,34 @@ variable ``LATENTSHOP_COMPILE=0`` turns compiling off.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
 import warnings
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
 
-__all__ = ["bias_act_fused", "compile_state", "depthwise_fir", "modulate", "set_compile", "use_compiled"]
+__all__ = [
+    "autograd_compile", "bias_act_fused", "compile_state", "depthwise_fir", "modulate", "set_compile", "use_compiled",
+]
 
-# Below this many elements a kernel launch of eager ops is cheap and compiling is not worth it
-# (tests, tiny models and the small early blocks stay eager).
-COMPILE_MIN_NUMEL = 1 << 18
+# Below these many elements a kernel launch of eager ops is cheap and compiling is not worth it
+# (tests, tiny models, single-image renders and the small early blocks stay eager). Kernels with
+# autograd (forward and backward) compile only inside training steps (:func:`autograd_compile`):
+# an inversion or a studio session should not wait for a compiler on its first image.
+COMPILE_MIN_NUMEL = 1 << 20
+COMPILE_MIN_NUMEL_AUTOGRAD = 1 << 18
 
-_state = {"enabled": os.environ.get("LATENTSHOP_COMPILE", "1") != "0", "failed": False, "compile_s": 0.0}
+_state = {"enabled": os.environ.get("LATENTSHOP_COMPILE", "1") != "0", "autograd": False, "failed": False, "compile_s": 0.0}
 _compiled: dict[str, Callable] = {}
 
 
 def compile_state() -> dict[str, float | bool]:
-    """``enabled``, ``failed`` (fell back to eager) and ``compile_s`` (seconds spent in first calls of compiled kernels)."""
+    """``enabled``, ``autograd`` (inside a training step), ``failed`` (fell back to eager) and
+    ``compile_s`` (seconds spent in first calls of compiled kernels)."""
     return dict(_state)
 
 
@@ -56,10 +68,25 @@ def set_compile(enabled: bool) -> None:
     _state["enabled"] = bool(enabled)
 
 
-def use_compiled(t: torch.Tensor) -> bool:
-    """Whether kernels on ``t`` run compiled: a large CPU tensor, compiling allowed and not failed."""
+@contextlib.contextmanager
+def autograd_compile(enabled: bool = True) -> Iterator[None]:
+    """Within this block, kernels that autograd differentiates compile too (the trainers' steps)."""
+    before = _state["autograd"]
+    _state["autograd"] = bool(enabled)
+    try:
+        yield
+    finally:
+        _state["autograd"] = before
+
+
+def use_compiled(t: torch.Tensor, *, autograd: bool = False) -> bool:
+    """Whether kernels on ``t`` run compiled: a large CPU tensor, compiling allowed and not failed
+    (and, for kernels with a backward, inside :func:`autograd_compile`)."""
+    if autograd and not _state["autograd"]:
+        return False
+    threshold = COMPILE_MIN_NUMEL_AUTOGRAD if autograd else COMPILE_MIN_NUMEL
     return (
-        _state["enabled"] and not _state["failed"] and t.device.type == "cpu" and t.numel() >= COMPILE_MIN_NUMEL
+        _state["enabled"] and not _state["failed"] and t.device.type == "cpu" and t.numel() >= threshold
         and hasattr(torch, "compile")
     )
 
@@ -161,7 +188,7 @@ class _BiasAct(torch.autograd.Function):
     def forward(ctx, y, coef, noise, bias, post, alpha, clamp):
         ctx.save_for_backward(y, coef, noise, bias, post)
         ctx.alpha, ctx.clamp = alpha, clamp
-        if use_compiled(y):
+        if use_compiled(y, autograd=True):
             return _run_compiled("act_forward", _act_forward, _act_forward, y, coef, noise, bias, post, alpha, clamp)
         return _act_forward(y, coef, noise, bias, post, alpha, clamp)
 
@@ -178,7 +205,7 @@ class _BiasAct(torch.autograd.Function):
             result = [next(grads) if need else None for need in needs]
             return (*result, None, None)
         args = (g, y, coef, noise, bias, post, ctx.alpha, ctx.clamp, needs)
-        if use_compiled(y):
+        if use_compiled(y, autograd=True):
             result = _run_compiled("act_backward", _act_backward, _act_backward, *args)
         else:
             result = _act_backward(*args)
@@ -251,7 +278,7 @@ class _Modulate(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, styles, dtype):
         ctx.save_for_backward(x, styles)
-        if use_compiled(x):
+        if use_compiled(x, autograd=True):
             return _run_compiled("modulate_forward", _modulate_forward, _modulate_forward, x, styles, dtype)
         return _modulate_forward(x, styles, dtype)
 
@@ -267,7 +294,7 @@ class _Modulate(torch.autograd.Function):
             gx = next(grads) if needs[0] else None
             gs = next(grads) if needs[1] else None
             return gx, gs, None
-        if use_compiled(x):
+        if use_compiled(x, autograd=True):
             gx, gs = _run_compiled("modulate_backward", _modulate_backward, _modulate_backward, g, x, styles, needs)
         else:
             gx, gs = _modulate_backward(g, x, styles, needs)
@@ -310,12 +337,7 @@ class _DepthwiseFIR(torch.autograd.Function):
     def forward(ctx, x, taps, stride, padding, transposed, output_padding):
         ctx.taps, ctx.stride, ctx.padding, ctx.transposed = taps, stride, padding, transposed
         ctx.in_size = x.shape[-2:]
-        groups = x.shape[1]
-        if transposed:
-            out = F.conv_transpose2d(x, taps, stride=stride, padding=padding, output_padding=output_padding, groups=groups)
-        else:
-            out = F.conv2d(x, taps, stride=stride, padding=padding, groups=groups)
-        return out.contiguous(memory_format=torch.channels_last) if x.is_contiguous(memory_format=torch.channels_last) else out
+        return _depthwise(x, taps, stride, padding, transposed, output_padding)
 
     @staticmethod
     def backward(ctx, g):
@@ -338,9 +360,18 @@ def depthwise_fir(x: torch.Tensor, taps: torch.Tensor, *, stride: int = 1, paddi
         >>> bool(torch.allclose(depthwise_fir(x, taps, stride=2), F.conv2d(x, taps, stride=2, groups=3)))
         True
     """
-    taps = taps.to(x.dtype)
     if torch.is_grad_enabled() and x.requires_grad:
         return _DepthwiseFIR.apply(x, taps, stride, padding, transposed, output_padding)
-    if transposed:
-        return F.conv_transpose2d(x, taps, stride=stride, padding=padding, output_padding=output_padding, groups=x.shape[1])
-    return F.conv2d(x, taps, stride=stride, padding=padding, groups=x.shape[1])
+    return _depthwise(x, taps, stride, padding, transposed, output_padding)
+
+
+def _depthwise(x, taps, stride, padding, transposed, output_padding):
+    # In x's dtype whatever autocast says: a float32 image skip path stays float32, and the
+    # backward (which runs outside autocast) sees the dtype the forward produced.
+    taps = taps.to(x.dtype)
+    with torch.autocast(x.device.type, enabled=False):
+        if transposed:
+            out = F.conv_transpose2d(x, taps, stride=stride, padding=padding, output_padding=output_padding, groups=x.shape[1])
+        else:
+            out = F.conv2d(x, taps, stride=stride, padding=padding, groups=x.shape[1])
+    return out.contiguous(memory_format=torch.channels_last) if x.is_contiguous(memory_format=torch.channels_last) else out

@@ -40,6 +40,7 @@ from latentshop.inversion.optimize import perceptual_loss, prepare_target, w_sta
 from latentshop.latents import generator_fingerprint
 from latentshop.models.encoders import ENCODER_KINDS, Encoder, LatentDiscriminator
 from latentshop.models.stylegan2 import Generator
+from latentshop.ops import fused
 from latentshop.training.distributed import StopSignals, all_reduce_gradients, atomic_torch_save, is_main
 from latentshop.training.loss import SharedRandom
 
@@ -212,6 +213,10 @@ class EncoderTrainer:
     # -- one step ----------------------------------------------------------------------------------
     def train_step(self) -> dict[str, float]:
         """One optimiser step of the encoder (all ReStyle passes), then one of the latent discriminator."""
+        with fused.autograd_compile():  # the synthesis path's fused kernels compile, backward included
+            return self._train_step()
+
+    def _train_step(self) -> dict[str, float]:
         o = self.options
         G, E = self.G, self.E
         target, ws_true = self.batch()

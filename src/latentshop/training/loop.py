@@ -30,6 +30,7 @@ from torch.utils.data import Dataset
 
 from latentshop.errors import CheckpointError, ConfigError
 from latentshop.models.stylegan2 import IMPLS, Discriminator, Generator
+from latentshop.ops import fused
 from latentshop.training.augment import AdaptiveAugment
 from latentshop.training.distributed import all_gather_objects, all_reduce_gradients, atomic_torch_save
 from latentshop.training.loss import PHASES, LossOptions, SharedRandom, StyleGAN2Loss
@@ -152,6 +153,10 @@ class Trainer:
     # -- one step ------------------------------------------------------------------------------
     def train_step(self) -> dict[str, float]:
         """One iteration: G phases, D phases, G_ema update. Returns the logged losses."""
+        with fused.autograd_compile(self.fast):  # the fast path's fused kernels compile, backward included
+            return self._train_step()
+
+    def _train_step(self) -> dict[str, float]:
         o = self.options
         logs: dict[str, float] = {}
         real_img, real_c = self._batch()
