@@ -1,24 +1,29 @@
-"""StyleGAN2 training throughput on the CPU, float32 against bfloat16, and against the convolution peak.
+"""StyleGAN2 training throughput on the CPU: the reference and the fast training path, float32 and
+bfloat16, against the machine's convolution peak, with the time of every phase.
 
-For each training preset (``latentshop.training.presets``: ``default`` and ``synthetic``, their
-architecture from :func:`~latentshop.training.presets.architecture` and their
-:class:`~latentshop.training.loop.TrainOptions`) and each dtype (float32, and bfloat16 through
-``TrainOptions.bf16``, i.e. CPU autocast), this script builds a :class:`~latentshop.training.loop.Trainer`
-on an in-memory dataset of random uint8 images of the preset's resolution and channels (no files
-are read and no synthetic faces are rendered: it measures the training step, not data loading),
-runs a few untimed warm-up steps, then times windows of ``Trainer.train_step()`` calls and reports
+Cases: the two 64 px presets (``latentshop.training.presets``: ``default``, ``synthetic``) and a
+128 px colour model with the ``default`` recipe at channel_base 4096 / channel_max 128 and at the
+next width up, 8192 / 256. For each case, each path (``TrainOptions.impl``: ``reference``, ``fast``)
+and each dtype (float32, and bfloat16 through ``TrainOptions.bf16``, i.e. CPU autocast), this script
+builds a :class:`~latentshop.training.loop.Trainer` on an in-memory dataset of random uint8 images
+(no files are read: it measures the training step, not data loading), runs one untimed warm-up step
+(step 0 runs every phase and compiles the fast path's kernels; the compile time is reported), then
+times windows of ``Trainer.train_step()`` calls. Each window opens at a step number where every
+phase runs (a multiple of the 16-step regularisation cycle), so a 2-step window times Gmain, Greg,
+Dmain and Dreg once and Gmain and Dmain twice; the trainer's own per-phase clocks
+(``Trainer.phase_time_s``) give each phase's mean time, and
 
-* images/s = real images shown (batch size x steps) / window time, median over rounds (min, max);
-* the bfloat16 / float32 ratio of the medians, per preset;
-* achieved GFLOP/s = the window's nominal convolution FLOPs (below) / window time (median over rounds);
-* the fraction of the machine's measured convolution peak, in float32 and in bfloat16.
-
-Lazy regularisation makes steps unequal: path-length regularisation (``Greg``) runs every
-``g_reg_interval`` = 4 steps, R1 (``Dreg``) every ``d_reg_interval`` = 16 steps. The default window
-is 16 steps, one whole cycle, so it holds exactly the long-run mix (4 ``Greg``, 1 ``Dreg``); the
-phases that actually ran are read from each step's logged losses and FLOPs are counted per step,
-so a shorter window (``--quick``) is still counted exactly, it is just not representative of a
-long run (the results say ``whole_cycles: false``).
+* the time of one step of a whole lazy-regularisation cycle = Gmain + Dmain + Greg / 4 + Dreg / 16
+  + other (data, G_ema, ADA bookkeeping), per-phase means over all rounds;
+* images/s = batch / that time (min and max over the rounds' own compositions);
+* the fast / reference ratio per case and dtype, and against the reference in bfloat16 (the
+  presets' setting before the fast path);
+* achieved GFLOP/s = the nominal convolution FLOPs of a cycle step (below) / its time;
+* the fraction of the machine's measured convolution peak, in float32 and in bfloat16;
+* a torch.profiler split of one all-phase step by op category (convolution forward and backward,
+  the fused compiled kernels, matmuls, the optimiser, the rest), except for the widest case;
+* the encoder trainer's images/s (e4e + ReStyle, generator samples, fused kernels eager and
+  compiled).
 
 Convolution FLOP counting (nominal: one multiply-add = 2 FLOPs per weight per output pixel, per
 *input* pixel for the stride-2 transposed upsampling convolution ``conv0`` of the generator):
@@ -63,8 +68,9 @@ Timing runs in interleaved rounds (each round times one window of every case, th
 convolution, the case order reversed every other round), so a busy machine slows all alike.
 
 Run:
-    python benchmarks/training_speed.py            # full run (about 6-10 minutes on 2 cores)
-    python benchmarks/training_speed.py --quick    # smoke test: batch 8, 2-step windows (under a minute)
+    python benchmarks/training_speed.py            # full run (about 25 minutes on 2 cores)
+    python benchmarks/training_speed.py --no-wide  # without the 8192/256 case (about 10 minutes)
+    python benchmarks/training_speed.py --quick    # smoke test: batch 8, the 64 px presets (a few minutes)
 
 Writes ``benchmarks/results/training_speed.json`` and ``benchmarks/results/training_speed.md``
 (``--out-dir`` elsewhere).
