@@ -37,6 +37,8 @@ def test_train_command_on_a_folder(tmp_path):
     assert res.exit_code == 1 and "does not exist" in res.output
     res = CliRunner().invoke(app, ["train", "--preset", "nope", "-o", str(out)])
     assert res.exit_code == 1 and "unknown preset" in res.output
+    res = CliRunner().invoke(app, [*args[:-2], "--impl", "turbo", "-o", str(tmp_path / "other")])
+    assert res.exit_code == 1 and "--impl must be 'fast' or 'reference'" in res.output
 
 
 # ---- torchrun ------------------------------------------------------------------------------------

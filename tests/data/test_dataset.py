@@ -372,3 +372,21 @@ def test_single_image_errors_name_their_kind(tmp_path):
     with pytest.raises(ImageError) as e:
         open_image(tmp_path / "missing.png")
     assert e.value.kind == "unreadable"
+
+
+def test_preload_decodes_once_and_serves_the_same_items(prepared, monkeypatch):
+    from latentshop.data.dataset import ImageFolderDataset
+
+    on_disk = ImageFolderDataset(prepared, xflip=True)
+    want = [on_disk[i] for i in range(len(on_disk))]
+    ds = ImageFolderDataset(prepared, xflip=True)
+    assert not ds.preload(max_bytes=10)  # too big for the budget: stays on disk
+    calls = []
+    assert ds.preload(progress=lambda done, total: calls.append((done, total)))
+    assert calls[-1] == (len(ds) // 2, len(ds) // 2)
+    monkeypatch.setattr(ds, "load_image", lambda i: pytest.fail("a preloaded dataset read a file"))
+    for i, (img, label) in enumerate(want):
+        got, got_label = ds[i]
+        assert torch.equal(got, img) and torch.equal(got_label, label), i  # mirrored copies included
+    got[:] = 0  # items are copies: changing one leaves the cache alone
+    assert torch.equal(ds[len(ds) - 1][0], want[-1][0])

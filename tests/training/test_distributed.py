@@ -187,3 +187,25 @@ def test_init_distributed_without_torchrun(monkeypatch):
     monkeypatch.delenv("RANK", raising=False)
     with pytest.raises(ConfigError, match="torchrun --nproc_per_node"):
         init_distributed("cpu")
+
+
+def test_configure_threads_defaults_and_limits(monkeypatch):
+    from latentshop.errors import ConfigError
+    from latentshop.training.distributed import configure_threads
+
+    before = torch.get_num_threads()
+    try:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+        monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+        assert configure_threads() == cores == torch.get_num_threads()  # one process: every core
+        monkeypatch.setenv("LOCAL_WORLD_SIZE", str(2 * cores))
+        assert configure_threads() == 1  # more processes than cores: one thread each
+        monkeypatch.setenv("LOCAL_WORLD_SIZE", "1")
+        assert configure_threads(1) == 1 == torch.get_num_threads()  # an explicit count wins
+        monkeypatch.setenv("OMP_NUM_THREADS", "1")
+        assert configure_threads() == 1  # the user's OMP_NUM_THREADS is kept
+        with pytest.raises(ConfigError, match="threads"):
+            configure_threads(0)
+    finally:
+        torch.set_num_threads(before)

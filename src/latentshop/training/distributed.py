@@ -47,11 +47,13 @@ __all__ = [
 def configure_threads(threads: int | None = None) -> int:
     """Set torch's CPU thread count for training and return it.
 
-    ``None`` picks the default: every core the process may use for one process, and an equal share
-    of them per process under torchrun (``LOCAL_WORLD_SIZE`` processes on this machine, at least one
+    ``None`` picks the default: ``OMP_NUM_THREADS`` where it is set; else every core the process
+    may use for one process, and an equal share of them per process under torchrun (``LOCAL_WORLD_SIZE`` processes on this machine, at least one
     thread each), so that ranks do not fight over cores. torch's own default would give every rank
     all the cores, which slows a 2-rank CPU run several times over.
     """
+    if threads is None and os.environ.get("OMP_NUM_THREADS"):
+        threads = torch.get_num_threads()  # the user's OMP_NUM_THREADS, which torch has read
     if threads is None:
         try:
             cores = len(os.sched_getaffinity(0))
