@@ -337,17 +337,26 @@ class _DepthwiseFIR(torch.autograd.Function):
     def forward(ctx, x, taps, stride, padding, transposed, output_padding):
         ctx.taps, ctx.stride, ctx.padding, ctx.transposed = taps, stride, padding, transposed
         ctx.in_size = x.shape[-2:]
+        ctx.channels_last = x.is_contiguous(memory_format=torch.channels_last)
         return _depthwise(x, taps, stride, padding, transposed, output_padding)
 
     @staticmethod
     def backward(ctx, g):
         taps, stride, padding = ctx.taps, ctx.stride, ctx.padding
-        if ctx.transposed:  # the adjoint of a transposed convolution is the convolution
-            return _DepthwiseFIR.apply(g, taps, stride, padding, False, 0), None, None, None, None, None
+        if ctx.channels_last:  # gradients often arrive in another layout, where oneDNN is several times slower
+            g = g.contiguous(memory_format=torch.channels_last)
         k = taps.shape[-1]
-        h, w = ctx.in_size
-        op = (h - ((g.shape[-2] - 1) * stride - 2 * padding + k), w - ((g.shape[-1] - 1) * stride - 2 * padding + k))
-        return _DepthwiseFIR.apply(g, taps, stride, padding, True, op), None, None, None, None, None
+        if ctx.transposed:  # the adjoint of a transposed convolution is the convolution
+            grad = _DepthwiseFIR.apply(g, taps, stride, padding, False, 0)
+        elif stride == 1 and k - 1 - padding >= 0:
+            # the adjoint of a stride-1 correlation is the correlation with the flipped taps
+            # (oneDNN's own transposed depthwise path is much slower)
+            grad = _DepthwiseFIR.apply(g, taps.flip([2, 3]), 1, k - 1 - padding, False, 0)
+        else:
+            h, w = ctx.in_size
+            op = (h - ((g.shape[-2] - 1) * stride - 2 * padding + k), w - ((g.shape[-1] - 1) * stride - 2 * padding + k))
+            grad = _DepthwiseFIR.apply(g, taps, stride, padding, True, op)
+        return grad, None, None, None, None, None
 
 
 def depthwise_fir(x: torch.Tensor, taps: torch.Tensor, *, stride: int = 1, padding: int = 0,
