@@ -48,3 +48,20 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
     why = helpers.missing()
     if why:
         terminalreporter.write_line(f"browser tests (tests/web/test_browser.py) SKIPPED: {why}", yellow=True, bold=True)
+
+
+@pytest.fixture(params=["eager", "compiled"])
+def fused_kernels(request, monkeypatch):
+    """Run a test with both kinds of the fast path's fused kernels: eager ops, and kernels compiled
+    by torch.compile at every size (inside and outside training steps); a compile failure fails."""
+    import warnings
+
+    import latentshop.ops.fused as fused
+
+    monkeypatch.setitem(fused._state, "enabled", request.param == "compiled")
+    monkeypatch.setitem(fused._state, "autograd", True)
+    monkeypatch.setattr(fused, "COMPILE_MIN_NUMEL", 0)
+    monkeypatch.setattr(fused, "COMPILE_MIN_NUMEL_AUTOGRAD", 0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        yield request.param

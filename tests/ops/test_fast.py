@@ -9,7 +9,6 @@ import warnings
 import pytest
 import torch
 
-import latentshop.ops.fast as fast
 import latentshop.ops.fused as fused
 from latentshop.ops import bias_act, modulated_conv2d, setup_filter, upsample2d
 from latentshop.ops.fast import demodulation_coefficients, fast_modulated_layer, fast_torgb, fast_upsample2d

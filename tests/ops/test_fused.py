@@ -2,26 +2,13 @@
 
 from __future__ import annotations
 
-import warnings
 
 import pytest
 import torch
 
-import latentshop.ops.fused as fused
 from latentshop.ops import bias_act, modulated_conv2d, setup_filter
 from latentshop.ops.fast import fast_modulated_layer
 from latentshop.ops.fused import bias_act_fused, modulate
-
-
-@pytest.fixture(params=["eager", "compiled"])
-def mode(request, monkeypatch):
-    monkeypatch.setitem(fused._state, "enabled", request.param == "compiled")
-    monkeypatch.setattr(fused, "COMPILE_MIN_NUMEL", 0)
-    monkeypatch.setattr(fused, "COMPILE_MIN_NUMEL_AUTOGRAD", 0)
-    monkeypatch.setitem(fused._state, "autograd", True)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", RuntimeWarning)  # a compile failure must not hide here
-        yield request.param
 
 
 def _inputs(dtype=torch.float64, seed=0):
@@ -41,7 +28,7 @@ def _reference(y, coef, noise, bias, post, alpha, clamp):
     return out * post
 
 
-def test_bias_act_values_and_gradients(mode):
+def test_bias_act_values_and_gradients(fused_kernels):
     for alpha, clamp in ((0.2, None), (0.2, 0.8), (1.0, None)):
         # float64 here: the kernels compute in float32 arithmetic, so compare at float32 tolerance
         args = [t.float().detach().requires_grad_() for t in _inputs()]
@@ -55,7 +42,7 @@ def test_bias_act_values_and_gradients(mode):
             assert torch.allclose(a, b, atol=1e-5), (alpha, clamp)
 
 
-def test_gradients_of_gradients_are_exact(mode):
+def test_gradients_of_gradients_are_exact(fused_kernels):
     """A penalty on a gradient (R1, path length) differentiates the backward pass: it must be exact."""
     args = [t.detach().float().requires_grad_() for t in _inputs(seed=1)]
 
@@ -70,7 +57,7 @@ def test_gradients_of_gradients_are_exact(mode):
         assert torch.allclose(a, b, atol=1e-4)
 
 
-def test_modulate_values_gradients_and_second_order(mode):
+def test_modulate_values_gradients_and_second_order(fused_kernels):
     gen = torch.Generator().manual_seed(2)
     x = torch.randn(2, 3, 4, 4, generator=gen).requires_grad_()
     s = torch.randn(2, 3, generator=gen).requires_grad_()
@@ -84,7 +71,7 @@ def test_modulate_values_gradients_and_second_order(mode):
     assert torch.allclose(torch.autograd.grad(gx.sum(), s)[0], torch.autograd.grad(gx_ref.sum(), s)[0], atol=1e-4)
 
 
-def test_bfloat16_keeps_dtype_and_layout(mode):
+def test_bfloat16_keeps_dtype_and_layout(fused_kernels):
     y = torch.randn(2, 4, 6, 6).to(torch.bfloat16).contiguous(memory_format=torch.channels_last).requires_grad_()
     coef = torch.rand(2, 4, 1, 1).requires_grad_()
     out = bias_act_fused(y, coef, bias=torch.zeros(1, 4, 1, 1))
@@ -93,7 +80,7 @@ def test_bfloat16_keeps_dtype_and_layout(mode):
     assert gy.dtype == torch.bfloat16 and gc.dtype == torch.float32
 
 
-def test_fast_layer_gradients_match_the_reference_layer(mode):
+def test_fast_layer_gradients_match_the_reference_layer(fused_kernels):
     """Training through impl='fast' layers: the same gradients as the reference modulated convolution."""
     gen = torch.Generator().manual_seed(3)
     x = torch.randn(2, 4, 8, 8, generator=gen).requires_grad_()

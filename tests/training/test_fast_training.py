@@ -3,31 +3,16 @@ losses over the first steps, and quality after a short run; and it resumes exact
 
 from __future__ import annotations
 
-import warnings
-from dataclasses import replace
 
 import pytest
 import torch
 
-import latentshop.ops.fused as fused
 from latentshop.metrics.swd import SlicedWassersteinDistance
 from latentshop.models.stylegan2 import Discriminator, Generator
 from latentshop.training import LossOptions, TrainOptions, Trainer
 from latentshop.errors import ConfigError
 
-from tests.training.test_loop import ToyImages, make_trainer, states_equal
-
-
-@pytest.fixture(params=["eager", "compiled"])
-def kernels(request, monkeypatch):
-    """Both kinds of fused kernels: eager ops, and torch.compile'd ones on every size."""
-    monkeypatch.setitem(fused._state, "enabled", request.param == "compiled")
-    monkeypatch.setattr(fused, "COMPILE_MIN_NUMEL", 0)
-    monkeypatch.setattr(fused, "COMPILE_MIN_NUMEL_AUTOGRAD", 0)
-    monkeypatch.setitem(fused._state, "autograd", True)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", RuntimeWarning)
-        yield request.param
+from tests.training.test_loop import make_trainer, states_equal
 
 
 def _models(channels=3, architecture="resnet", res=16):
@@ -47,7 +32,7 @@ def _grads(module, loss):
 
 
 @pytest.mark.parametrize("channels, architecture", [(3, "resnet"), (1, "resnet"), (3, "skip")])
-def test_discriminator_fast_matches_reference(kernels, channels, architecture):
+def test_discriminator_fast_matches_reference(fused_kernels, channels, architecture):
     _, D = _models(channels, architecture)
     img = torch.randn(4, channels, 16, 16, requires_grad=True)
     ref = D(img)
@@ -63,7 +48,7 @@ def test_discriminator_fast_matches_reference(kernels, channels, architecture):
         assert torch.allclose(a, b, atol=1e-4, rtol=1e-3)
 
 
-def test_generator_training_gradients_match_reference(kernels):
+def test_generator_training_gradients_match_reference(fused_kernels):
     G, _ = _models()
     ws = G.mapping(torch.randn(3, 8)).detach().requires_grad_()
     noise = {name: torch.randn(3, 1, r, r) for name, r in G.synthesis.noise_layers().items()}
@@ -82,7 +67,7 @@ def test_generator_training_gradients_match_reference(kernels):
         assert torch.allclose(a, b, atol=1e-4, rtol=1e-3)
 
 
-def test_fast_losses_follow_the_reference_over_the_first_steps(kernels):
+def test_fast_losses_follow_the_reference_over_the_first_steps(fused_kernels):
     """Same seed, float32: the losses of the first steps agree (the paths differ by rounding only,
     which the adversarial game amplifies slowly; 1e-3 relative over 6 steps)."""
     logs = {}
@@ -95,7 +80,7 @@ def test_fast_losses_follow_the_reference_over_the_first_steps(kernels):
             assert got[key] == pytest.approx(ref[key], rel=1e-3, abs=1e-4), key
 
 
-def test_fast_path_resumes_exactly(tmp_path, kernels):
+def test_fast_path_resumes_exactly(tmp_path, fused_kernels):
     straight = make_trainer(impl="fast")
     for _ in range(4):
         straight.train_step()
