@@ -86,7 +86,9 @@ def train(
 
     from latentshop.models.stylegan2 import Discriminator, Generator
     from latentshop.runtime import bf16_speedup
-    from latentshop.training.distributed import configure_threads, init_distributed, is_main, shutdown_distributed
+    from latentshop.training.distributed import (
+        all_gather_objects, configure_threads, init_distributed, is_main, shutdown_distributed,
+    )
     from latentshop.training.presets import architecture, get_preset
     from latentshop.training.run import run_training
 
@@ -106,7 +108,7 @@ def train(
     precision_note = ""
     if bf16 is None and options.bf16:
         # The recipes train in bfloat16 where it pays; measure whether it does on this machine.
-        speedup = bf16_speedup(dev)
+        speedup = all_gather_objects(bf16_speedup(dev))[0]  # rank 0's measurement decides for every rank
         bf16 = speedup >= 1.1
         precision_note = f" (bfloat16 convolutions run {speedup:.2f}x float32's speed here)"
     if impl not in ("fast", "reference"):

@@ -128,7 +128,7 @@ def run_training(
     if options.impl == "fast" and callable(preload):
         # Decode the images once (the fast path reads no files while training), where they fit.
         start = time.perf_counter()
-        if preload():
+        if preload() and main:
             log(f"{len(dataset)} training images decoded into memory in {time.perf_counter() - start:.1f} s")
     trainer = Trainer(G, D, dataset, options)
     ckpt = outdir / "checkpoint.pt"
