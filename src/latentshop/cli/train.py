@@ -85,9 +85,8 @@ def train(
     from dataclasses import replace
 
     from latentshop.models.stylegan2 import Discriminator, Generator
-    from latentshop.runtime import bf16_speedup
     from latentshop.training.distributed import (
-        all_gather_objects, configure_threads, init_distributed, is_main, shutdown_distributed,
+        bf16_pays, configure_threads, init_distributed, is_main, shutdown_distributed,
     )
     from latentshop.training.presets import architecture, get_preset
     from latentshop.training.run import run_training
@@ -108,8 +107,7 @@ def train(
     precision_note = ""
     if bf16 is None and options.bf16:
         # The recipes train in bfloat16 where it pays; measure whether it does on this machine.
-        speedup = all_gather_objects(bf16_speedup(dev))[0]  # rank 0's measurement decides for every rank
-        bf16 = speedup >= 1.1
+        bf16, speedup = bf16_pays(dev)
         precision_note = f" (bfloat16 convolutions run {speedup:.2f}x float32's speed here)"
     if impl not in ("fast", "reference"):
         raise ConfigError(f"--impl must be 'fast' or 'reference', got {impl!r}")

@@ -75,16 +75,15 @@ def train_encoder_command(
     """
     from latentshop.checkpoints import load_generator
     from latentshop.cli.train import open_training_data
-    from latentshop.runtime import bf16_speedup
     from latentshop.training.distributed import (
-        all_gather_objects, configure_threads, init_distributed, is_main, shutdown_distributed,
+        bf16_pays, configure_threads, init_distributed, is_main, shutdown_distributed,
     )
     from latentshop.training.encoder import EncoderTrainOptions, train_encoder
 
     dev = init_distributed(device)  # under torchrun: joins the process group, one GPU per process on CUDA
     threads = configure_threads(threads)
     if bf16 is None:
-        bf16 = all_gather_objects(bf16_speedup(dev))[0] >= 1.1  # rank 0's measurement decides for every rank
+        bf16, _ = bf16_pays(dev)
     if not restyle and iterations != 1:
         iterations = 1
     G = load_generator(model, device=dev)

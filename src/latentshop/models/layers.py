@@ -16,14 +16,10 @@ from torch import nn
 
 from latentshop.ops import ACTIVATIONS, bias_act, conv2d_resample, setup_filter
 from latentshop.ops.fast import compute_dtype, fir_taps
-from latentshop.ops.fused import bias_act_fused, depthwise_fir
+from latentshop.ops.fused import bias_act_fused, depthwise_fir, homogeneous_slope
 from latentshop.ops.upfirdn2d import filter_size
 
 __all__ = ["FullyConnectedLayer", "Conv2dLayer", "MinibatchStdLayer", "normalize_2nd_moment"]
-
-
-# Positively homogeneous activations (the gain folds into the scale) and their leaky-ReLU slopes.
-_SLOPES = {"linear": 1.0, "relu": 0.0, "lrelu": 0.2}
 
 
 def normalize_2nd_moment(x: torch.Tensor, dim: int = 1, eps: float = 1e-8) -> torch.Tensor:
@@ -134,7 +130,7 @@ class Conv2dLayer(nn.Module):
         """The same layer in the fast path's form: channels-last in the compute dtype (the autocast
         dtype, else float32), the FIR filter as one depthwise convolution, and bias, activation,
         gains and clamp in one fused pass (:func:`~latentshop.ops.fused.bias_act_fused`)."""
-        slope = _SLOPES.get(self.activation)
+        slope = homogeneous_slope(self.activation, ACTIVATIONS[self.activation].def_alpha)
         kernel = self.weight.shape[-1]
         if slope is None or self.up != 1 or self.padding != kernel // 2:
             return self.forward(x, gain)

@@ -39,10 +39,6 @@ __all__ = [
     "fir_taps", "set_compile",
 ]
 
-# Activations f with f(g * z) = g * f(z) for g > 0, so the gain can be folded into the scales,
-# with their leaky-ReLU slope (linear = slope 1, ReLU = slope 0).
-_HOMOGENEOUS = {"linear": 1.0, "relu": 0.0, "lrelu": None}
-
 # The element-wise work around each convolution (modulation; demodulation, noise, bias,
 # activation, clamp and the next layer's styles) runs as fused kernels, compiled with
 # torch.compile for large CPU activations: see latentshop.ops.fused.
@@ -163,13 +159,11 @@ def fast_modulated_layer(
     """
     batch_size = x.shape[0]
     dtype = compute_dtype(x.device)
-    # In place saves a pass's allocation where no gradient is needed; the fused kernels' own
-    # backward (and its differentiable recomputation for gradient penalties) serves autograd.
-    inplace = not (torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, weight, styles, bias, noise, next_styles)))
     spec = ACTIVATIONS[activation]
     alpha = spec.def_alpha if alpha is None else float(alpha)
     gain = spec.def_gain if gain is None else float(gain)
-    fold_gain = activation in _HOMOGENEOUS and gain > 0
+    slope = fused.homogeneous_slope(activation, alpha)  # the gain folds into the scales of these
+    fold_gain = slope is not None and gain > 0
     scale = gain if fold_gain else 1.0
 
     if not premodulated:
@@ -187,7 +181,8 @@ def fast_modulated_layer(
     out_channels = y.shape[1]
 
     # One pass: act(y * dcoefs * gain + (noise + bias) * gain), clamped, times the next styles;
-    # float32 arithmetic (coefficients and styles stay float32), one rounding on the store.
+    # float32 arithmetic (coefficients and styles stay float32), one rounding on the store; in
+    # place into y (a fresh convolution output) where no gradient is needed.
     coef = scale
     if demodulate:
         coef = (demodulation_coefficients(weight, styles) * scale).reshape(batch_size, out_channels, 1, 1)
@@ -198,10 +193,8 @@ def fast_modulated_layer(
     bias_t = None if bias is None else (bias.to(torch.float32) * scale).reshape(1, -1, 1, 1)
     post = None if next_styles is None else next_styles.to(torch.float32).reshape(batch_size, -1, 1, 1)
     if fold_gain:
-        slope = _HOMOGENEOUS[activation]
-        return fused.bias_act_fused(y, coef, noise=noise_t, bias=bias_t, post=post, alpha=alpha if slope is None else slope,
-                                    clamp=clamp, inplace=inplace)
-    y = fused.bias_act_fused(y, coef, noise=noise_t, bias=bias_t, alpha=1.0, inplace=inplace)
+        return fused.bias_act_fused(y, coef, noise=noise_t, bias=bias_t, post=post, alpha=slope, clamp=clamp, inplace=True)
+    y = fused.bias_act_fused(y, coef, noise=noise_t, bias=bias_t, alpha=1.0, inplace=True)
     y = spec.func(y, alpha)
     if gain != 1:
         y = y * gain

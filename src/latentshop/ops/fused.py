@@ -43,7 +43,7 @@ import torch
 import torch.nn.functional as F
 
 __all__ = [
-    "autograd_compile", "bias_act_fused", "compile_state", "depthwise_fir", "modulate", "set_compile", "use_compiled",
+    "autograd_compile", "bias_act_fused", "compile_state", "depthwise_fir", "homogeneous_slope", "modulate", "set_compile", "use_compiled",
 ]
 
 # Below these many elements a kernel launch of eager ops is cheap and compiling is not worth it
@@ -108,7 +108,7 @@ def _run_compiled(name: str, fn: Callable, eager: Callable, *args):
     ``eager(*args)`` from then on."""
     if not _state["failed"]:
         key = f"{name}{_signature(args)}"
-        compiled = _compiled.get(key) or _compiled.get(name)  # (a kernel stored by name alone: the tests')
+        compiled = _compiled.get(key)
         if compiled is None:
             # Each signature is its own specialisation of the same function: allow as many as we make.
             config = torch._dynamo.config
@@ -126,6 +126,13 @@ def _run_compiled(name: str, fn: Callable, eager: Callable, *args):
                 _state["compile_s"] += elapsed
             return out
     return eager(*args)
+
+
+def homogeneous_slope(activation: str, alpha: float) -> float | None:
+    """The leaky-ReLU slope that computes ``activation`` (``alpha`` for ``lrelu``, 1 for ``linear``,
+    0 for ``relu``), or ``None`` when it is not positively homogeneous (``f(g z) != g f(z)``), so
+    that its gain cannot fold into the scales of :func:`bias_act_fused`."""
+    return {"linear": 1.0, "relu": 0.0, "lrelu": float(alpha)}.get(activation)
 
 
 def _sum_to(t: torch.Tensor, shape: torch.Size) -> torch.Tensor:

@@ -27,10 +27,11 @@ from torch import nn
 
 from latentshop.data.images import atomic_write_bytes
 from latentshop.errors import ConfigError
-from latentshop.runtime import resolve_device
+from latentshop.runtime import bf16_speedup, resolve_device
 
 __all__ = [
     "StopSignals",
+    "bf16_pays",
     "configure_threads",
     "all_gather_objects",
     "all_reduce_gradients",
@@ -66,6 +67,15 @@ def configure_threads(threads: int | None = None) -> int:
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
     return threads
+
+
+def bf16_pays(device: torch.device) -> tuple[bool, float]:
+    """Whether to train in bfloat16 on ``device``: it must run a training convolution at least 1.1x
+    faster than float32 (:func:`latentshop.runtime.bf16_speedup`). Collective under torchrun: rank
+    0's measurement decides for every rank, so all ranks compute in the same precision.
+    Returns ``(use_bf16, speedup)``."""
+    speedup = all_gather_objects(bf16_speedup(device))[0]
+    return speedup >= 1.1, speedup
 
 
 def is_distributed() -> bool:
