@@ -7,13 +7,14 @@ edit catalog, evaluators), each read once. The command line (``edit``, ``invert`
 their own:
 
 - :func:`load_target` — an image file or a decoded image → the model's input (FFHQ-aligned with
-  ``align``), remembering the photo and the alignment for paste-back;
+  ``align``), remembering the photo and the alignment for paste-back; :func:`load_targets` gives
+  one per face with ``all_faces``;
 - :func:`choose_method` — the inversion method for a job (``auto``: the hybrid ``e4e+opt`` when
   the model has an e4e encoder, else ``w+``);
 - :func:`invert_targets` / :func:`invert_photo` — a registered inversion method with its assets
   taken from the bundle; the result may carry a tuned generator;
 - :func:`resolve_input` — what an editing command takes: a latent file, ``seed:N``, or an image
-  (inverted first);
+  (inverted first); :func:`resolve_inputs` gives one per face of a photo with ``all_faces``;
 - :func:`edit_photo` → :class:`EditResult` (``.save(outdir)``: the edited image, before/after,
   paste-back, sweeps, the latent and a JSON record, each written atomically);
 - :func:`evaluate_generator` — generation-quality metrics (SWD, FID) of a model against real images
@@ -30,8 +31,10 @@ Example:
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
@@ -42,7 +45,7 @@ from PIL import Image
 
 from latentshop.checkpoints.bundle import ModelBundle
 from latentshop.data.align import AlignedFace, NoFaceError, align_face, paste_back, save_alignment
-from latentshop.data.dataset import IMAGE_SUFFIXES, MAX_IMAGE_PIXELS, fit_image, open_image
+from latentshop.data.dataset import IMAGE_SUFFIXES, MAX_IMAGE_PIXELS, fit_image, normalize_image, open_image
 from latentshop.data.images import make_grid, save_image, to_uint8
 from latentshop.editing.catalog import SANE_STRENGTH, parse_edit_spec, parse_sweep
 from latentshop.editing.edits import Edit, edit
@@ -67,12 +70,15 @@ __all__ = [
     "invert_photo",
     "invert_targets",
     "load_target",
+    "load_targets",
     "make_edits",
+    "min_source_side",
     "parse_metrics",
     "paste_into_photo",
     "reconstruction_metrics",
     "render",
     "resolve_input",
+    "resolve_inputs",
     "seed_latent",
 ]
 
@@ -80,16 +86,38 @@ SOURCE_HELP = "a latent file (.npz from `latentshop invert`), 'seed:N' (a sample
 
 
 # ---- targets --------------------------------------------------------------------------------------
+#: the smallest source the model is given: a photo's shorter side (or, aligned, the face's crop square
+#: in the photo) of at least a quarter of the model's resolution, the rule of ``data.prepare_images``
+MIN_SIDE_FRACTION = 0.25
+#: sources of at least this share of the resolution count as full size (resampling 120 px to 128 loses nothing)
+FULL_SIDE_FRACTION = 0.9
+
+
+def min_source_side(res: int) -> int:
+    """The smallest photo side (or aligned face square, in photo pixels) accepted for a model of
+    resolution ``res``: ``ceil(res / 4)``; anything between that and 90 % of ``res`` is enlarged with
+    a warning (:func:`load_target`).
+
+    Example:
+        >>> min_source_side(128), min_source_side(64)
+        (32, 16)
+    """
+    return max(1, math.ceil(res * MIN_SIDE_FRACTION))
+
+
 @dataclass
 class Target:
     """A photo as a model's input.
 
     Attributes:
         tensor: ``[C, R, R]`` in ``[-1, 1]`` at the model's resolution and channels (on the CPU).
-        name: a short name for output files (the file's stem).
+        name: a short name for output files (the file's stem; ``STEM-faceK`` for the K-th largest face
+            with ``all_faces``).
         path: the file it came from, if any.
         face: the FFHQ alignment (:class:`~latentshop.data.align.AlignedFace`) with ``align``.
         photo: the decoded photo the face was aligned in (for paste-back), with ``align``.
+        face_index: with ``all_faces``, the face's rank by size in the photo (1: the largest).
+        warnings: what :func:`load_target` warned about (e.g. an enlarged small photo).
     """
 
     tensor: torch.Tensor
@@ -97,6 +125,8 @@ class Target:
     path: Path | None = None
     face: AlignedFace | None = None
     photo: Image.Image | None = field(default=None, repr=False)
+    face_index: int | None = None
+    warnings: list[str] = field(default_factory=list)
 
     def uint8(self) -> np.ndarray:
         """The target as ``uint8 [R, R, C]``."""
@@ -104,22 +134,63 @@ class Target:
 
 
 def load_target(bundle: ModelBundle, image: str | os.PathLike | Image.Image | np.ndarray, *, align: bool = False,
-                upscale: bool = True, name: str | None = None, max_pixels: int = MAX_IMAGE_PIXELS) -> Target:
+                upscale: bool = True, name: str | None = None, max_pixels: int = MAX_IMAGE_PIXELS,
+                warn: Callable[[str], None] | None = None) -> Target:
     """An image as the model's input: decoded with the file checks, FFHQ-aligned with ``align``
-    (dlib), else centre-cropped and resized to the model's resolution, in its channels.
+    (dlib; the largest face), else centre-cropped and resized to the model's resolution, in its channels.
+
+    Colour: any photo becomes the model's channels (``G.img_channels``). Files and Pillow images of
+    any mode are read as :func:`~latentshop.data.dataset.normalize_image` says: upright (EXIF
+    orientation), 16-bit grey scaled to 8 bits (0..65535 to 0..255), palettes resolved, CMYK
+    converted, **transparency composited on white** (as ``prepare_images`` does for the training
+    sets). A grey photo for a colour model is repeated into three equal channels; a colour photo for
+    a grey model becomes its ITU-R 601 luma.
+
+    Size: the source is the photo's shorter side, or with ``align`` the side of the face's crop
+    square in the photo. Below :func:`min_source_side` (a quarter of the model's resolution) it is
+    refused (``ImageError``, ``kind="too-small"``); below 90 % of the resolution it is enlarged with
+    a warning (``warn``), or refused without ``upscale``.
 
     Args:
         bundle: the model.
-        image: an image file, a decoded Pillow image or a ``uint8`` array ``(H, W[, C])``.
+        image: an image file, a decoded Pillow image (any mode) or a ``uint8`` array ``(H, W[, 1|3|4])``.
         align: detect the face and crop it as FFHQ does (the photo is kept for paste-back).
-        upscale: accept images smaller than the model (enlarged; detail is missing).
+        upscale: accept sources smaller than the model (enlarged, with a warning; detail is missing).
         name: the output name (default: the file's stem, else ``"image"``).
         max_pixels: larger images are refused before their pixels are decoded.
+        warn: called with each warning (default: :func:`warnings.warn`); they are kept in
+            :attr:`Target.warnings` too.
 
     Raises:
-        ImageError: the file is missing, not an image, corrupt or too large; too small without
-            ``upscale``; with ``align``, no face was found (``NoFaceError``).
+        ImageError: the file is missing, not an image, corrupt or too large; too small (or smaller
+            than the model without ``upscale``); with ``align``, no face was found (``NoFaceError``).
     """
+    return _load_targets(bundle, image, align=align, all_faces=False, upscale=upscale, name=name, max_pixels=max_pixels,
+                         warn=warn)[0]
+
+
+def load_targets(bundle: ModelBundle, image: str | os.PathLike | Image.Image | np.ndarray, *, align: bool = False,
+                 all_faces: bool = False, upscale: bool = True, name: str | None = None,
+                 max_pixels: int = MAX_IMAGE_PIXELS, warn: Callable[[str], None] | None = None) -> list[Target]:
+    """:func:`load_target` for every face of a photo with ``all_faces`` (which needs ``align``): one
+    target per face, largest first, named ``NAME-face1``, ``NAME-face2``, ... by size. A face other
+    than the largest that is too small is left out with a warning (the largest one raises, as in
+    :func:`load_target`). Without ``all_faces``: a list of the one :func:`load_target` gives.
+
+    Example:
+        >>> targets = load_targets(bundle, "group.jpg", align=True, all_faces=True)  # doctest: +SKIP
+        >>> [t.name for t in targets]  # doctest: +SKIP
+        ['group-face1', 'group-face2']
+    """
+    if all_faces and not align:
+        raise ConfigError("--all-faces needs --align: the faces are found by the alignment")
+    return _load_targets(bundle, image, align=align, all_faces=all_faces, upscale=upscale, name=name,
+                         max_pixels=max_pixels, warn=warn)
+
+
+def _load_targets(bundle: ModelBundle, image: str | os.PathLike | Image.Image | np.ndarray, *, align: bool,
+                  all_faces: bool, upscale: bool, name: str | None, max_pixels: int,
+                  warn: Callable[[str], None] | None) -> list[Target]:
     G = bundle.G
     res, channels = G.img_resolution, G.img_channels
     path = None
@@ -127,30 +198,74 @@ def load_target(bundle: ModelBundle, image: str | os.PathLike | Image.Image | np
         path = Path(image)
         img = open_image(path, max_pixels=max_pixels)
     elif isinstance(image, Image.Image):
-        img = image
+        img = normalize_image(image)  # as a file would be read: upright, 8-bit L or RGB, alpha on white
     elif isinstance(image, np.ndarray):
-        if image.dtype != np.uint8 or image.ndim not in (2, 3):
-            raise ImageError(f"an image array must be uint8 (H, W[, C]), got {image.dtype} {image.shape}")
-        img = Image.fromarray(image[..., 0] if image.ndim == 3 and image.shape[2] == 1 else image)
+        if image.dtype != np.uint8 or image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (1, 3, 4)):
+            raise ImageError(f"an image array must be uint8 (H, W[, 1|3|4]), got {image.dtype} {image.shape}")
+        img = normalize_image(Image.fromarray(image[..., 0] if image.ndim == 3 and image.shape[2] == 1 else image))
     else:
         raise ImageError(f"cannot read an image from {type(image).__name__}: give a file, a Pillow image or a uint8 array")
     stem = name or (path.stem if path is not None else "image")
-    if align:
+    where = str(path) if path is not None else "the image"
+    if not align:
+        w, h = img.size
+        noted = _check_source_size(min(w, h), res, upscale=upscale, what=f"{where}: the image is {w}x{h}",
+                                   need="its shorter side needs")
+        a = np.asarray(fit_image(img, res=res, channels=channels), dtype=np.uint8).reshape(res, res, channels)
+        return [_noted(Target(_to_tensor(a), stem, path), noted, warn)]
+    try:
+        found = align_face(img, res=res, channels=channels, all_faces=all_faces)  # the decoded photo: the file is read once
+    except NoFaceError:
+        if path is None:
+            raise
+        raise NoFaceError(str(path)) from None  # named by its file
+    faces = found if isinstance(found, list) else [found]
+    out: list[Target] = []
+    for k, face in enumerate(faces, start=1):
+        label = f"face {k} of {len(faces)}" if all_faces else "the face"
+        side = float(np.hypot(*(face.quad[3] - face.quad[0])))  # the crop square's side in photo pixels
         try:
-            face = align_face(img, res=res, channels=channels)  # the decoded photo: the file is read once
-        except NoFaceError:
-            if path is None:
+            noted = _check_source_size(round(side), res, upscale=upscale, need="the face's square needs",
+                                       what=f"{where}: {label} is about {round(side)} px across (its FFHQ crop square)")
+        except ImageError as e:
+            if k == 1:
                 raise
-            raise NoFaceError(str(path)) from None  # named by its file
+            _warn(f"{e}; this face is left out", warn)
+            continue
         a = np.asarray(face.image, dtype=np.uint8).reshape(res, res, -1)
-        return Target(_to_tensor(a), stem, path, face, img)
-    w, h = img.size
-    if min(w, h) < res and not upscale:
-        where = str(path) if path is not None else "the image"
-        raise ImageError(f"{where}: the image is {w}x{h}, smaller than the model's {res}x{res}; "
-                         "pass --upscale to enlarge it anyway (detail will be missing)", kind="too-small")
-    a = np.asarray(fit_image(img, res=res, channels=channels), dtype=np.uint8).reshape(res, res, channels)
-    return Target(_to_tensor(a), stem, path)
+        out.append(_noted(Target(_to_tensor(a), f"{stem}-face{k}" if all_faces else stem, path, face, img,
+                                 face_index=k if all_faces else None), noted, warn))
+    return out
+
+
+def _check_source_size(side: int, res: int, *, upscale: bool, what: str, need: str) -> str | None:
+    """Refuse a source of ``side`` pixels that is too small for a ``res`` model; the warning to give
+    when it is enlarged, else ``None``. ``what`` describes the source, ``need`` names its measure."""
+    least = min_source_side(res)
+    if side < least:
+        raise ImageError(f"{what}, too small for the model's {res}x{res} input ({need} at least {least} px, "
+                         f"{res} px for full detail); use a larger photo, or one taken closer to the face", kind="too-small")
+    if side >= FULL_SIDE_FRACTION * res:
+        return None
+    if not upscale:
+        raise ImageError(f"{what}, smaller than the model's {res}x{res}; pass --upscale to enlarge it anyway "
+                         "(detail will be missing), or use a larger photo", kind="too-small")
+    return (f"{what}, smaller than the model's {res}x{res}: enlarged {res / max(side, 1):.1f}x, so fine detail "
+            "will be missing (a larger photo gives a better result)")
+
+
+def _warn(text: str, warn: Callable[[str], None] | None) -> None:
+    if warn is not None:
+        warn(text)
+    else:
+        warnings.warn(text, UserWarning, stacklevel=5)
+
+
+def _noted(target: Target, text: str | None, warn: Callable[[str], None] | None) -> Target:
+    if text is not None:
+        target.warnings.append(text)
+        _warn(text, warn)
+    return target
 
 
 def _to_tensor(a: np.ndarray) -> torch.Tensor:
@@ -238,6 +353,10 @@ class Inversion:
                 pasted = paste_into_photo(self.target, rec8)
                 save_image(np.atleast_3d(np.asarray(pasted)), out.setdefault("pasted", outdir / f"{name}-pasted.png"))
         record = dict(metrics or {}, source=str(self.target.path) if self.target.path else None, model=bundle.name)
+        if self.target.face_index is not None:
+            record["face"] = self.target.face_index  # rank by size in the photo (all_faces)
+        if self.target.warnings:
+            record["warnings"] = list(self.target.warnings)
         atomic_write_bytes(out.setdefault("record", outdir / f"{name}.json"), (json.dumps(record, indent=2) + "\n").encode())
         return out
 
@@ -315,13 +434,15 @@ class Source:
 
 def resolve_input(bundle: ModelBundle, item: str | os.PathLike | Latent | Target, *, method: str = "auto",
                   steps: int | None = None, align: bool = False, trunc: float = 1.0,
-                  callback: Callable[[Any], None] | None = None, **kwargs: Any) -> Source:
+                  callback: Callable[[Any], None] | None = None, warn: Callable[[str], None] | None = None,
+                  **kwargs: Any) -> Source:
     """Turn an input into a :class:`Source`.
 
     ``seed:N`` (or ``N``) maps ``z`` of seed N (truncated by ``trunc``); a ``.npz`` file is a latent
     (refused if made for another model); a :class:`Latent` or :class:`Target` is taken as it is;
-    anything else must be an image file, loaded (FFHQ-aligned with ``align``) and inverted with
-    ``method`` (:func:`choose_method`). ``kwargs`` go to the inversion (``bf16``, ``seed``, ``cancel``...).
+    anything else must be an image file, loaded (:func:`load_target`, FFHQ-aligned with ``align``;
+    ``warn`` gets its warnings) and inverted with ``method`` (:func:`choose_method`). ``kwargs`` go
+    to the inversion (``bf16``, ``seed``, ``cancel``...).
     """
     if isinstance(item, Latent):
         item.check(bundle.G)
@@ -342,11 +463,38 @@ def resolve_input(bundle: ModelBundle, item: str | os.PathLike | Latent | Target
         if len(lat) != 1:
             raise ConfigError(f"{path}: holds {len(lat)} latents; editing takes one per input (split the batch with the library)")
         return Source(lat, path.name[:-4], text=text)
-    if path.suffix.lower() not in IMAGE_SUFFIXES:
-        raise ImageError(f"{path}: not a latent (.npz) or an image file ({', '.join(sorted(IMAGE_SUFFIXES))})")
-    target = load_target(bundle, path, align=align)
+    _check_image_suffix(path)
+    target = load_target(bundle, path, align=align, warn=warn)
     inv = invert_photo(bundle, target, method=method, steps=steps, callback=callback, **kwargs)
     return Source(inv.latent, path.stem, "image", target, inv.result.generator, text=text)
+
+
+def resolve_inputs(bundle: ModelBundle, item: str | os.PathLike | Latent | Target, *, all_faces: bool = False,
+                   align: bool = False, warn: Callable[[str], None] | None = None, **kwargs: Any) -> list[Source]:
+    """:func:`resolve_input` for every face of a photo: with ``all_faces`` (and ``align``), an image
+    file gives one :class:`Source` per face, largest first, named ``NAME-face1``, ``NAME-face2``, ...
+    (:func:`load_targets`), each inverted; any other input (and any input without ``all_faces``)
+    gives a list of the one :func:`resolve_input` gives. ``kwargs`` are :func:`resolve_input`'s.
+
+    Example:
+        >>> sources = resolve_inputs(bundle, "group.jpg", align=True, all_faces=True)  # doctest: +SKIP
+        >>> results = [edit_photo(bundle, src, ["smile=+2"]) for src in sources]  # doctest: +SKIP
+    """
+    path = Path(str(item)) if isinstance(item, (str, os.PathLike)) else None
+    if not all_faces or path is None or not path.is_file() or path.suffix == ".npz":
+        return [resolve_input(bundle, item, align=align, warn=warn, **kwargs)]
+    _check_image_suffix(path)
+    kwargs.pop("trunc", None)  # seeds only
+    out = []
+    for target in load_targets(bundle, path, align=align, all_faces=True, warn=warn):
+        inv = invert_photo(bundle, target, **kwargs)
+        out.append(Source(inv.latent, target.name, "image", target, inv.result.generator, text=str(item)))
+    return out
+
+
+def _check_image_suffix(path: Path) -> None:
+    if path.suffix.lower() not in IMAGE_SUFFIXES:
+        raise ImageError(f"{path}: not a latent (.npz) or an image file ({', '.join(sorted(IMAGE_SUFFIXES))})")
 
 
 # ---- edits ------------------------------------------------------------------------------------------
@@ -463,8 +611,12 @@ def edit_photo(bundle: ModelBundle, image_or_latent: str | os.PathLike | Latent 
         sweeps: ``NAME=LOW:HIGH:COUNT[@LAYERS]`` (or ``(name, strengths, layers)``): rows of frames,
             each on top of ``edits``.
         trunc: truncation of seed inputs.
-        warn: called at once with each warning (strengths beyond the trained region), before any work.
+        warn: called with each warning: strengths beyond the trained region (at once, before any work),
+            a photo enlarged to the model's size (when it is loaded). They are in the JSON record too.
         **kwargs: for the inversion (``callback``, ``cancel``, ``bf16``, ``seed``...).
+
+    Every face of a photo: ``[edit_photo(bundle, src, edits) for src in resolve_inputs(bundle, photo,
+    align=True, all_faces=True)]`` (the sources are named ``NAME-face1``, ``NAME-face2``, ...).
 
     Raises:
         EditError: an unknown edit, sweep or ``keep`` name (checked before any inversion).
@@ -480,7 +632,7 @@ def edit_photo(bundle: ModelBundle, image_or_latent: str | os.PathLike | Latent 
     for w in warnings if warn is not None else ():
         warn(w)
     src = image_or_latent if isinstance(image_or_latent, Source) else resolve_input(
-        bundle, image_or_latent, method=method, steps=steps, align=align, trunc=trunc, **kwargs)
+        bundle, image_or_latent, method=method, steps=steps, align=align, trunc=trunc, warn=warn, **kwargs)
     G = src.generator if src.generator is not None else bundle.G
     with torch.no_grad():
         after_lat = edit(G, src.latent, edit_list)
@@ -493,8 +645,14 @@ def edit_photo(bundle: ModelBundle, image_or_latent: str | os.PathLike | Latent 
     pasted = paste_into_photo(src.target, after) if paste_back and src.target is not None and src.target.face is not None else None
     specs = [{"applied": spec.describe()} if isinstance(spec, Edit)
              else dict(zip(("name", "strength", "layers"), _parse_spec(spec))) for spec in edits]
+    record: dict[str, Any] = {}
+    if src.target is not None and src.target.face_index is not None:
+        record["face"] = src.target.face_index  # rank by size in the photo (--all-faces)
+    warnings = (src.target.warnings if src.target is not None else []) + warnings
+    if warnings:
+        record["warnings"] = warnings
     return EditResult(bundle.name, src, edit_list, after_lat, before, after, specs=specs, keep=list(keep), sweeps=rows,
-                      pasted=pasted, record={"warnings": warnings} if warnings else {})
+                      pasted=pasted, record=record)
 
 
 def _target_of(x: Target | Source) -> bool:

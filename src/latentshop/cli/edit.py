@@ -9,7 +9,7 @@ import torch
 import typer
 
 from latentshop.checkpoints import ModelBundle, load_model, save_channels, save_directions
-from latentshop.cli.common import cli_input, console, err_console, handle_errors, progress
+from latentshop.cli.common import cli_inputs, console, err_console, handle_errors, print_warning, progress
 from latentshop.editing import DIRECTION_METHODS
 from latentshop.errors import ConfigError
 from latentshop.pipeline import SOURCE_HELP, edit_photo, make_edits
@@ -39,6 +39,8 @@ Examples:
 
   latentshop edit examples/face.png --model default --align --edit smile=+2 --outdir out/edit
 
+  latentshop edit group.jpg --model default --align --all-faces --edit smile=+2 --outdir out/group
+
   latentshop edit out/inv/face.npz --model synthetic --edit smile=+2 --edit age=-1 --keep glasses -o out/edit
 
   latentshop edit seed:12 --model synthetic --sweep yaw=-3:3:7 --outdir out/sweep
@@ -49,7 +51,7 @@ Examples:
 
 Strengths are in standard deviations of the model's w along the direction (or of the style channel); |strength| above 5 leaves what the model was trained on and warns.
 
-Per input NAME it writes NAME-edited.png, NAME-before-after.png (the target too, for an image), NAME-edited.npz, NAME-edit.json, NAME-sweep-EDIT.png per --sweep, and NAME-edited-pasted.png with --align --paste-back (the edited face put back into the photo).
+Per input NAME (NAME-face1, NAME-face2, ... per face with --all-faces) it writes NAME-edited.png, NAME-before-after.png (the target too, for an image), NAME-edited.npz, NAME-edit.json, NAME-sweep-EDIT.png per --sweep, and NAME-edited-pasted.png with --align --paste-back (the edited face put back into the photo).
 """
 
 
@@ -64,8 +66,9 @@ def edit_command(
     outdir: Optional[Path] = typer.Option(None, "--outdir", "-o", help="Folder for the outputs."),
     method: str = typer.Option("auto", help="Inversion method for image inputs (auto: e4e+opt when the model has an e4e encoder, else w+; or w, w+, w+noise, psp, e4e, restyle-psp, restyle-e4e)."),
     steps: Optional[int] = typer.Option(None, min=1, help="Inversion steps for image inputs (default: the method's)."),
-    align: bool = typer.Option(False, "--align", help="Image inputs: detect and FFHQ-align the face first."),
+    align: bool = typer.Option(False, "--align/--no-align", help="Image inputs: detect and FFHQ-align the face first."),
     paste_back: bool = typer.Option(False, "--paste-back", help="With --align: also paste the edited face back into the photo."),
+    all_faces: bool = typer.Option(False, "--all-faces", help="With --align: edit every face of a photo (largest first: NAME-face1, NAME-face2, ...), not only the largest."),
     trunc: float = typer.Option(1.0, "--trunc", min=0.0, max=2.0, help="Truncation psi of seed inputs."),
     list_: bool = typer.Option(False, "--list", help="List this model's edits and exit."),
     device: str = typer.Option("auto", help="'auto', 'cpu', 'cuda' or 'cuda:N'."),
@@ -81,6 +84,8 @@ def edit_command(
         raise ConfigError("--outdir is required")
     if paste_back and not align:
         raise ConfigError("--paste-back needs --align (the transform comes from the alignment)")
+    if all_faces and not align:
+        raise ConfigError("--all-faces needs --align: the faces are found by the alignment")
     if not edits and not sweep:
         raise ConfigError("nothing to do: give --edit NAME=STRENGTH and/or --sweep NAME=LOW:HIGH:COUNT (see --list)")
     keep_list = [k.strip() for k in (keep or "").split(",") if k.strip()]
@@ -89,16 +94,16 @@ def edit_command(
     def warn(text: str) -> None:
         if text not in warned:
             warned.add(text)
-            err_console.print(f"[yellow]warning:[/] {text}", highlight=False)
+            print_warning(text)
 
     # every name is checked before any inversion: a typo fails in a second, not after minutes
     make_edits(bundle, edits or [], keep=keep_list)
     outdir.mkdir(parents=True, exist_ok=True)
     for text in inputs:
-        src = cli_input(bundle, text, method=method, steps=steps, align=align, trunc=trunc)
-        result = edit_photo(bundle, src, edits or [], keep=keep_list, sweeps=sweep or [], paste_back=paste_back, warn=warn)
-        result.save(outdir)
-        console.print(f"{result.name}: wrote {result.name}-edited.png and {result.name}-before-after.png to {outdir}")
+        for src in cli_inputs(bundle, text, method=method, steps=steps, align=align, all_faces=all_faces, trunc=trunc, warn=warn):
+            result = edit_photo(bundle, src, edits or [], keep=keep_list, sweeps=sweep or [], paste_back=paste_back, warn=warn)
+            result.save(outdir)
+            console.print(f"{result.name}: wrote {result.name}-edited.png and {result.name}-before-after.png to {outdir}")
 
 
 def _print_catalog(bundle: ModelBundle) -> None:

@@ -14,7 +14,7 @@ import torch
 import typer
 
 from latentshop.checkpoints import load_model
-from latentshop.cli.common import console, err_console, handle_errors, progress
+from latentshop.cli.common import console, err_console, handle_errors, print_warning, progress
 from latentshop.data.dataset import IMAGE_SUFFIXES, load_image
 from latentshop.data.images import make_grid, save_image, to_uint8
 from latentshop.errors import ConfigError, LatentshopError
@@ -22,7 +22,7 @@ from latentshop.fileio import atomic_write_bytes
 from latentshop.inversion import (ENCODER_METHODS, INVERSION_METHODS, InversionError, InversionResult, list_inversion_methods,
                                   perceptual_loss)
 from latentshop.latents import load_latent, save_latent, synthesize
-from latentshop.pipeline import Inversion, Target, invert_targets, load_target, reconstruction_metrics, render
+from latentshop.pipeline import Inversion, Target, invert_targets, load_targets, reconstruction_metrics, render
 
 __all__ = ["invert_command", "render_command", "collect_images", "shard_for_rank"]
 
@@ -32,6 +32,8 @@ Examples:
   latentshop invert face.png --model default --outdir out/inv
 
   latentshop invert photo.jpg --model default --align --paste-back --outdir out/inv
+
+  latentshop invert group.jpg --model default --align --all-faces --outdir out/group
 
   latentshop invert photos/ --model synthetic --method w --steps 1000 --batch 8 --outdir out/inv
 
@@ -46,7 +48,8 @@ Examples:
 Per image NAME it writes NAME.npz (the latent; `latentshop render` renders it), NAME.png (the
 reconstruction), NAME-compare.png (target | reconstruction), NAME.json (PSNR, SSIM, MS-SSIM,
 perceptual distance, identity with --align) and, with --align, NAME-aligned.png and
-NAME.align.json. Images whose NAME.json exists are skipped, so an interrupted folder resumes.
+NAME.align.json. With --all-faces, NAME is NAME-face1, NAME-face2, ... (largest first). Images
+whose NAME.json (NAME-face1.json) exists are skipped, so an interrupted folder resumes.
 """
 
 
@@ -114,8 +117,9 @@ def invert_command(
     perceptual: str = typer.Option("mobilenet", help="Perceptual back-end: mobilenet (bundled), vgg16 (with --vgg) or discriminator (the model's own D)."),
     vgg: Optional[Path] = typer.Option(None, "--vgg", help="NVIDIA's vgg16.pt TorchScript file (implies --perceptual vgg16)."),
     outdir: Path = typer.Option(..., "--outdir", "-o", help="Folder for the per-image outputs."),
-    align: bool = typer.Option(False, "--align", help="Detect and FFHQ-align the face first (dlib)."),
+    align: bool = typer.Option(False, "--align/--no-align", help="Detect and FFHQ-align the face first (dlib)."),
     paste_back: bool = typer.Option(False, "--paste-back", help="With --align: also write NAME-pasted.png, the reconstruction put back into the photo."),
+    all_faces: bool = typer.Option(False, "--all-faces", help="With --align: invert every face of a photo (largest first: NAME-face1, NAME-face2, ...), not only the largest."),
     upscale: bool = typer.Option(False, "--upscale", help="Accept images smaller than the model (enlarged; detail is missing)."),
     mask: Optional[Path] = typer.Option(None, "--mask", help="Grayscale image: white pixels count, black ones are ignored."),
     batch: Optional[int] = typer.Option(None, min=1, help="Images inverted at once (default 4 for optimisation, 32 for encoders)."),
@@ -134,6 +138,8 @@ def invert_command(
         raise ConfigError(f"--encoder/--iterations apply to the encoder methods ({', '.join(ENCODER_METHODS)}), not {method}")
     if paste_back and not align:
         raise ConfigError("--paste-back needs --align (the transform comes from the alignment)")
+    if all_faces and not align:
+        raise ConfigError("--all-faces needs --align: the faces are found by the alignment")
     if vgg is not None:
         perceptual = "vgg16"
     bundle = load_model(model, device=device)
@@ -158,7 +164,8 @@ def invert_command(
         err_console.print(f"[yellow]note:[/] {n}")
     items = shard_for_rank(items)
     outdir.mkdir(parents=True, exist_ok=True)
-    todo = [it for it in items if not (outdir / f"{it.name}.json").exists()]
+    # NAME.json is written last and marks a photo done; with --all-faces NAME-face1.json does (saved after its other faces)
+    todo = [it for it in items if not (outdir / f"{it.name}{'-face1' if all_faces else ''}.json").exists()]
     if len(todo) < len(items):
         console.print(f"{len(items) - len(todo)} image(s) already done in {outdir}: skipped")
     overrides: dict[str, Any] = {"seed": seed, "bf16": bf16}
@@ -177,7 +184,8 @@ def invert_command(
                 targets: list[Target] = []
                 for it in todo[start:start + batch]:
                     try:
-                        targets.append(load_target(bundle, it.path, align=align, upscale=upscale, name=it.name))
+                        targets.extend(load_targets(bundle, it.path, align=align, all_faces=all_faces, upscale=upscale,
+                                                    name=it.name, warn=print_warning))
                     except LatentshopError as e:
                         failures += 1
                         err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
@@ -215,7 +223,8 @@ def invert_command(
                     raise typer.Exit(130)
                 recon = synthesize(result.generator_for(G), latent)
                 metrics = reconstruction_metrics(target, recon, latent, metric_net, identity=align)
-                for i, t in enumerate(targets):
+                order = list(enumerate(targets))
+                for i, t in reversed(order) if all_faces else order:  # a photo's first face is saved last (resume)
                     Inversion(t, InversionResult(latent[i], result.generator)).save(
                         outdir, bundle, metrics=metrics[i], recon=recon[i], paste_back=paste_back)
                     if video:

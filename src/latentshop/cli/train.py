@@ -43,7 +43,7 @@ def open_held_out(spec: str, *, res: int, channels: int, split: str | None, over
 
 @handle_errors
 def train(
-    preset: Optional[str] = typer.Option(None, help="A model recipe: 'default' (real faces) or 'synthetic'."),
+    preset: Optional[str] = typer.Option(None, help="A model recipe: 'celeba' (real colour faces, 128 px), 'default' (grey real faces, 64 px) or 'synthetic'."),
     data: Optional[str] = typer.Option(None, help="Images: a folder or zip (prepared or not), or synthetic:photo|toon|caricature."),
     outdir: Path = typer.Option(Path("runs/train"), "--outdir", "-o", help="Run folder: checkpoint, snapshots, log, final model."),
     res: Optional[int] = typer.Option(None, help="Resolution (a power of two; the preset's by default)."),

@@ -83,8 +83,10 @@ def to_pil(image: ImageLike) -> Image.Image:
 
     Args:
         image: a file path (decoded with :func:`latentshop.data.dataset.open_image`'s checks), a Pillow
-            image, a ``uint8`` array ``(H, W)`` / ``(H, W, 1|3)``, or a tensor ``(C, H, W)`` /
-            ``(1, C, H, W)`` in ``[-1, 1]`` (C = 1 or 3).
+            image of any mode (converted as a file is: :func:`latentshop.data.dataset.normalize_image`,
+            so its EXIF orientation is applied and transparency composited on white), a ``uint8`` array
+            ``(H, W)`` / ``(H, W, 1|3)``, or a tensor ``(C, H, W)`` / ``(1, C, H, W)`` in ``[-1, 1]``
+            (C = 1 or 3).
 
     Example:
         >>> to_pil(torch.zeros(3, 4, 4)).mode
@@ -95,13 +97,9 @@ def to_pil(image: ImageLike) -> Image.Image:
 
         return open_image(image)
     if isinstance(image, Image.Image):
-        if image.mode in ("L", "RGB"):
-            return image
-        gray = image.mode in ("1", "L", "LA", "La", "PA", "I", "F") or image.mode.startswith("I;16")
-        if "A" in image.getbands() or "transparency" in image.info:  # composite on white, as data.dataset does
-            rgba = image.convert("RGBA")
-            image = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
-        return image.convert("L" if gray else "RGB")
+        from latentshop.data.dataset import normalize_image
+
+        return normalize_image(image)  # as a file is read: upright, 16-bit scaled, alpha on white
     if isinstance(image, torch.Tensor):
         from latentshop.data.images import to_uint8
 

@@ -72,6 +72,7 @@ from latentshop.runtime import current_umask
 __all__ = [
     "fit_image",
     "load_image",
+    "normalize_image",
     "open_image",
     "IMAGE_SUFFIXES",
     "MAX_FILE_BYTES",
@@ -341,11 +342,7 @@ def _decode(data: bytes, *, max_pixels: int) -> Image.Image:
             raise _Skip("too-large", str(e)) from None
         except Exception as e:  # decoders raise OSError, SyntaxError, ValueError, struct.error, ...
             raise _Skip("corrupt", f"{type(e).__name__}: {e}") from None
-    try:
-        img = ImageOps.exif_transpose(img)
-    except Exception:  # a damaged EXIF block must not cost a good image; keep it as stored
-        pass
-    return img
+    return _upright(img)
 
 
 def _high_depth_to_l(img: Image.Image) -> Image.Image:
@@ -395,6 +392,44 @@ def _to_l_or_rgb(img: Image.Image, background: int) -> Image.Image:
         return img.convert("RGB")
     except (ValueError, OSError) as e:
         raise _Skip("unsupported", f"cannot convert pixel mode {mode!r} to RGB ({e})") from None
+
+
+def _upright(img: Image.Image) -> Image.Image:
+    """``img`` turned as its EXIF orientation says (and the tag dropped); itself when there is none."""
+    try:
+        if img.getexif().get(0x0112, 1) in (1, None):
+            return img
+        return ImageOps.exif_transpose(img)
+    except Exception:  # a damaged EXIF block must not cost a good image; keep it as stored
+        return img
+
+
+def normalize_image(img: Image.Image, *, background: int = 255) -> Image.Image:
+    """A decoded Pillow image, of any mode, as :func:`open_image` reads a file: upright (its EXIF
+    orientation applied) and 8-bit ``L`` (grayscale modes) or ``RGB``.
+
+    16-bit grayscale (``I;16``, and ``I`` with values up to 65535) is scaled by ``1/257`` so that
+    0..65535 becomes 0..255; palettes are resolved; CMYK, YCbCr and other modes go through Pillow's
+    conversion; transparency (``RGBA``, ``LA``, ``PA``, a palette's transparent colour) is composited
+    on the grey level ``background`` (white by default). ``L`` and ``RGB`` images without an
+    orientation come back as they are.
+
+    Raises:
+        ImageError: a pixel mode Pillow cannot convert (``kind="unsupported"``).
+
+    Example:
+        >>> normalize_image(Image.new("RGBA", (2, 2), (255, 0, 0, 0))).getpixel((0, 0))
+        (255, 255, 255)
+    """
+    _check_options(1, 3, background)
+    try:
+        return _to_l_or_rgb(_upright(img), background)
+    except _Skip as e:
+        raise ImageError(f"{_describe_image(img)}: {e.reason}", kind=e.kind) from None
+
+
+def _describe_image(img: Image.Image) -> str:
+    return getattr(img, "filename", "") or f"the {img.mode} image"
 
 
 def _to_channels(img: Image.Image, channels: int) -> Image.Image:

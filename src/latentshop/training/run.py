@@ -37,6 +37,7 @@ class RunOptions:
     log_every: int = 20  # steps between progress lines
     grid_size: int = 16  # images in each snapshot grid (fixed latents)
     metric_images: int = 512  # held-out and generated images for the snapshot SWD (0 disables it)
+    keep_snapshots: bool = False  # also keep G_ema of every snapshot (snapshot-KKKKKKKKK.safetensors), for curves over kimg
 
 
 def _snapshot_grid(G_ema: Generator, z: torch.Tensor, c: torch.Tensor | None, path: Path) -> None:
@@ -169,6 +170,8 @@ def run_training(
                 trainer.save(ckpt)  # every rank (it gathers their RNG states); rank 0 writes
                 if main:
                     _snapshot_grid(trainer.G_ema, grid_z, grid_c, outdir / f"snapshot-{trainer.nimg:09d}.png")
+                    if run.keep_snapshots:
+                        _keep_snapshot(trainer, outdir / f"snapshot-{trainer.nimg:09d}")
                     if metric is not None:
                         scores = metric(trainer.G_ema)
                         with open(outdir / "metrics.jsonl", "a") as f:
@@ -184,6 +187,12 @@ def run_training(
             export_model(trainer, outdir / "model", extra_config)
             log(f"done: {trainer.nimg / 1000:.1f} kimg; model written to {outdir / 'model'}")
     return trainer
+
+
+def _keep_snapshot(trainer: Trainer, path: Path) -> None:
+    """G_ema of this snapshot as a loadable latentshop folder (no D, no optimiser state)."""
+    spec = NetworkSpec("generator", trainer.G_ema.init_kwargs, trainer.G_ema.state_dict())
+    write_native(path, {"G_ema": spec}, info={"trained_kimg": trainer.nimg / 1000, "steps": trainer.step}, overwrite=True)
 
 
 def export_model(trainer: Trainer, path: Path, info: dict[str, Any] | None = None) -> None:
