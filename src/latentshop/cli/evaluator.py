@@ -12,8 +12,9 @@ from latentshop.cli.common import console, handle_errors, progress
 
 __all__ = ["evaluator_app"]
 
-evaluator_app = typer.Typer(help="Evaluators that label images for measurement: 'synthetic' (factors), 'expression' "
-                                 "and 'parts' (face part segmentation).", no_args_is_help=True)
+evaluator_app = typer.Typer(help="Evaluators that label images for measurement: 'synthetic' (factors), 'expression', "
+                                 "'parts' (face part segmentation) and 'landmarks' (face measures from dlib's "
+                                 "68 points).", no_args_is_help=True)
 
 DEFAULT_FACES = "../shared/data/lfw-faces"
 _NAMES = ("synthetic", "expression", "parts")
@@ -111,6 +112,11 @@ def test(
     from latentshop.training import evaluators as ev
 
     net = load_evaluator(name)
+    if net.kind == "landmarks":
+        from latentshop.errors import ConfigError
+
+        raise ConfigError("the landmark evaluator is not trained, so it has no held-out test; its checks are in "
+                          "docs/evaluators.md (try `latentshop evaluator predict landmarks IMAGE`)")
     if isinstance(net, FactorRegressor):
         metrics = ev.evaluate_factor_regressor(net, n_per_domain=n_per_domain)
     elif isinstance(net, PartSegmenter):
@@ -127,9 +133,12 @@ def predict(
     images: List[Path] = typer.Argument(..., help="Image files."),
     label_maps: Optional[Path] = typer.Option(
         None, help="Folder to write a colour part label map per image, <name>_parts.png (part segmenters only)."),
+    detect: bool = typer.Option(False, "--detect", help="landmarks only: find the largest face with dlib's detector "
+                                                        "first (photos that are not aligned face crops)."),
 ) -> None:
-    """Label image files: factor values (synthetic), expression probabilities or part areas (the
-    share of the image's pixels each part covers), one JSON line each.
+    """Label image files: factor values (synthetic), expression probabilities, part areas (the
+    share of the image's pixels each part covers) or face measures (landmarks: NaN, written null,
+    where no usable face is found), one JSON line each.
 
     Examples:
 
@@ -138,6 +147,10 @@ def predict(
       latentshop evaluator predict synthetic out/seed0001.png out/seed0002.png
 
       latentshop evaluator predict parts out/seed0001.png --label-maps out/parts
+
+      latentshop evaluator predict landmarks out/seed0001.png examples/face.jpg
+
+      latentshop evaluator predict landmarks photo.jpg --detect
     """
     import torch
 
@@ -146,8 +159,18 @@ def predict(
     from latentshop.data.images import save_image
     from latentshop.errors import ConfigError
     from latentshop.models.evaluators import FactorRegressor, PartSegmenter, colour_parts
+    from latentshop.models.landmarks import LandmarkEvaluator
 
     net = load_evaluator(name)
+    if detect and not isinstance(net, LandmarkEvaluator):
+        raise ConfigError(f"--detect needs the landmark evaluator ('landmarks'); {name!r} is a {net.kind}")
+    if isinstance(net, LandmarkEvaluator):
+        for path in images:
+            x = load_image(path, channels=3)[None]
+            vals = net.measure(x, aligned=not detect)
+            row = {"file": str(path), **{k: (None if v[0].isnan() else round(float(v[0]), 4)) for k, v in vals.items()}}
+            typer.echo(json.dumps(row))
+        return
     if label_maps is not None and not isinstance(net, PartSegmenter):
         raise ConfigError(f"--label-maps needs a part segmenter (such as 'parts'); {name!r} is a {net.kind}")
     if label_maps is not None:

@@ -251,13 +251,18 @@ def attribute_scores(evaluator: torch.nn.Module, images: torch.Tensor) -> tuple[
     - factor regressor: float factors as values (``value``); circular hues as ``<hue>:cos`` and
       ``<hue>:sin`` (``value``); ``glasses`` as a probability (``prob``); every clothing pattern
       as ``clothing_pattern:<name>`` probability (``prob``);
-    - expression classifier: every class's probability (``prob``).
+    - expression classifier: every class's probability (``prob``);
+    - any evaluator with its own ``attribute_scores(images)`` method (such as the landmark evaluator)
+      answers for itself; its scores may hold NaN where an image cannot be measured.
 
     Returns:
         ``({name: [N]}, {name: "value" | "prob"})``.
     """
     from latentshop.models.evaluators import CIRCULAR_FACTORS, ExpressionClassifier, FactorRegressor
 
+    own = getattr(evaluator, "attribute_scores", None)
+    if callable(own):
+        return own(images)
     scores: dict[str, torch.Tensor] = {}
     kinds: dict[str, str] = {}
     if isinstance(evaluator, FactorRegressor):
@@ -313,6 +318,8 @@ def interfacegan(G: Generator, evaluator: torch.nn.Module, *, n: int = 20_000, r
         n: samples to render and score.
         ratio: fraction of the samples taken from each end of an attribute's scores as the
             positive and negative sets (for probabilities, at most the samples on each side of 0.5).
+            Samples the evaluator could not measure (NaN score) are left out, per attribute, and
+            counted in ``stats[name]["unmeasured"]``.
         seed: seeds the ``z`` samples and the train/validation split.
         attributes: a subset of the attribute names.
         aliases: extra names (``{"smile": "happiness"}``).
@@ -341,14 +348,15 @@ def interfacegan(G: Generator, evaluator: torch.nn.Module, *, n: int = 20_000, r
     rng = np.random.default_rng(seed)
     vectors, stats, kept = [], {}, []
     for name in names:
-        s = scores[name].numpy()
-        k = int(ratio * n)
+        s = scores[name].double().numpy()
+        valid = np.flatnonzero(np.isfinite(s))  # an evaluator may not measure every sample (NaN)
+        k = int(ratio * len(valid))
         if kinds[name] == "prob":
-            k = min(k, int((s > 0.5).sum()), int((s < 0.5).sum()))
+            k = min(k, int((s[valid] > 0.5).sum()), int((s[valid] < 0.5).sum()))
         if k < 10:
-            stats[name] = {"skipped": f"only {k} samples on one side"}
+            stats[name] = {"skipped": f"only {k} samples on one side", "unmeasured": n - len(valid)}
             continue
-        order = np.argsort(s)
+        order = valid[np.argsort(s[valid])]
         neg, pos = order[:k], order[-k:]
         idx = np.concatenate([pos, neg])
         y = np.concatenate([np.ones(k), np.zeros(k)])
@@ -362,7 +370,7 @@ def interfacegan(G: Generator, evaluator: torch.nn.Module, *, n: int = 20_000, r
         vectors.append(v / v.norm())
         kept.append(name)
         stats[name] = {"val_accuracy": acc, "per_side": k, "score_low": float(s[neg].mean()), "score_high": float(s[pos].mean()),
-                       "kind": kinds[name]}
+                       "kind": kinds[name], "unmeasured": n - len(valid)}
     if not kept:
         raise EditError("no attribute had enough samples on both sides to fit a direction; sample more (n=)")
     aliases = {a: t for a, t in (aliases or {}).items() if t in kept}
