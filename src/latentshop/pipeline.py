@@ -761,6 +761,8 @@ def build_metrics(names: Sequence[str], *, resolution: int, n: int, seed: int, i
             out[name] = get_metric("fid")(inception, device=device, verify=verify_inception)
         elif name == "swd":
             out[name] = get_metric("swd")(resolution, num_images_hint=n, seed=seed)
+        elif name == "kid-mobilenet":
+            out[name] = get_metric(name)(device=device, seed=seed)
         else:  # a metric registered later needs its own wiring here
             raise ConfigError(f"metric {name!r} is registered but `latentshop evaluate` does not know how to set it up")
     return out

@@ -22,7 +22,7 @@ __all__ = ["evaluate_command"]
 def evaluate_command(
     model: str = typer.Option(..., "--model", "-m", help="Checkpoint: NVIDIA .pkl, rosinality .pt, latentshop folder, or model name."),
     data: Path = typer.Option(..., "--data", help="Real images: a folder or zip (prepared by `latentshop data`, or square images of one size)."),
-    metrics: str = typer.Option("swd", "--metrics", help="Comma-separated: swd (multi-scale sliced Wasserstein, x1e3), fid (needs --inception)."),
+    metrics: str = typer.Option("swd", "--metrics", help="Comma-separated: swd (multi-scale sliced Wasserstein, x1e3), fid (needs --inception), kid-mobilenet (KID estimator on the bundled MobileNetV2 features: not the Inception KID)."),
     inception: Optional[Path] = typer.Option(None, "--inception", help="NVIDIA's inception-2015-12-05.pt, for fid (its SHA-256 is checked)."),
     verify_inception: bool = typer.Option(True, "--verify-inception/--no-verify-inception",
                                           help="Refuse any Inception file but NVIDIA's; --no-verify-inception for your own (a warning; not comparable with published FIDs)."),

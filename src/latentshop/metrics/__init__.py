@@ -1,4 +1,5 @@
-"""Image-set metrics: multi-scale sliced Wasserstein distance (SWD) and Fréchet Inception Distance (FID);
+"""Image-set metrics: multi-scale sliced Wasserstein distance (SWD), Fréchet Inception Distance (FID) and a
+kernel distance on the bundled MobileNetV2's features (KID's estimator, not the Inception KID);
 per-pair image quality (PSNR, SSIM, MS-SSIM) and perceptual distances (MobileNetV2, VGG16, discriminator);
 edit quality (target change, leakage, change outside the attribute's part).
 
@@ -15,6 +16,7 @@ from latentshop.metrics.edits import dilate, edit_effect
 from latentshop.metrics.fid import FrechetInceptionDistance, frechet_distance, load_inception
 from latentshop.metrics.identity import face_embedding, identity_distances, identity_similarities, identity_similarity
 from latentshop.metrics.image import ms_ssim, psnr, ssim
+from latentshop.metrics.kid import MobileNetKID, kernel_distance, mobilenet_features
 from latentshop.metrics.perceptual import PerceptualDistance, list_perceptual, load_mobilenet, load_perceptual
 from latentshop.metrics.swd import SlicedWassersteinDistance, laplacian_pyramid, sliced_wasserstein
 
@@ -26,16 +28,19 @@ __all__ = [
     "identity_similarities",
     "identity_similarity",
     "FrechetInceptionDistance",
+    "MobileNetKID",
     "PerceptualDistance",
     "SlicedWassersteinDistance",
     "frechet_distance",
     "get_metric",
+    "kernel_distance",
     "laplacian_pyramid",
     "list_metrics",
     "list_perceptual",
     "load_inception",
     "load_mobilenet",
     "load_perceptual",
+    "mobilenet_features",
     "ms_ssim",
     "psnr",
     "sliced_wasserstein",
@@ -44,6 +49,7 @@ __all__ = [
 
 _METRICS: dict[str, Callable[..., Any]] = {
     "fid": FrechetInceptionDistance,  # FrechetInceptionDistance(inception_path, *, device, batch_size, verify)
+    "kid-mobilenet": MobileNetKID,  # MobileNetKID(*, device, num_subsets, max_subset_size, seed): not the Inception KID
     "swd": SlicedWassersteinDistance,  # SlicedWassersteinDistance(resolution, *, seed, ...)
 }
 
@@ -53,7 +59,7 @@ def list_metrics() -> list[str]:
 
     Example:
         >>> list_metrics()
-        ['fid', 'swd']
+        ['fid', 'kid-mobilenet', 'swd']
     """
     return sorted(_METRICS)
 
