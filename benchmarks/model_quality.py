@@ -38,6 +38,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 DOCS = ROOT / "docs"
 SHARED = ROOT.parent / "shared"
 LFW = SHARED / "data" / "lfw-faces"
+CELEBA = SHARED / "data" / "celeba-faces"
 sys.path.insert(0, str(ROOT / "src"))
 
 from latentshop import load_evaluator, load_generator  # noqa: E402
@@ -47,6 +48,7 @@ from latentshop.latents import seed_z  # noqa: E402
 from latentshop.metrics.swd import sliced_wasserstein  # noqa: E402
 
 N_DEFAULT = 5000
+MODELS = ("default", "lfw", "synthetic")  # in docs/models.md order
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -94,7 +96,13 @@ def training_hours(run: Path | None) -> dict[str, Any] | None:
             seconds += (r["kimg"] - prev) * 1000 / r["images_per_s"]
         prev = r["kimg"]
     ips = [r["images_per_s"] for r in rows]
-    return {"kimg": prev, "hours": round(seconds / 3600, 2), "median_images_per_s": round(float(np.median(ips)), 2)}
+    out = {"kimg": prev, "hours": round(seconds / 3600, 2), "median_images_per_s": round(float(np.median(ips)), 2)}
+    options = run / "options.json"
+    if options.is_file():
+        train = json.loads(options.read_text()).get("train", {})
+        out["precision"] = "bfloat16 autocast" if train.get("bf16") else "float32"
+        out["path"] = train.get("impl", "reference")
+    return out
 
 
 def _uint8_to_float(x: torch.Tensor) -> torch.Tensor:
@@ -142,6 +150,67 @@ def measure_synthetic(G: torch.nn.Module, n: int, n_swd: int) -> dict[str, Any]:
                      "diff_mean": float(f.mean() - d.mean()), "diff_std": float(f.std() - d.std())})
     return {"swd": swd, "swd_floor_train_vs_test": floor, "factors": rows, "n": n, "n_swd": n_swd,
             "seconds": round(time.perf_counter() - t0, 1)}
+
+
+def _celeba_split(split: str, res: int, channels: int) -> torch.Tensor:
+    from latentshop.data.dataset import ImageFolderDataset
+
+    ds = ImageFolderDataset(CELEBA, split=split, res=res, channels=channels)
+    return torch.stack([ds[i][0] for i in range(len(ds))])
+
+
+def _kid(real_f: torch.Tensor, fake_f: torch.Tensor) -> float:
+    from latentshop.metrics.kid import kernel_distance
+
+    return kernel_distance(real_f, fake_f, num_subsets=100, max_subset_size=1000)
+
+
+def measure_celeba(G: torch.nn.Module, n: int, n_swd: int, *, snapshots: list[Path] | None = None) -> dict[str, Any]:
+    """SWD and the MobileNet KID against the held-out test split, each with its real-vs-real floor;
+    the ``celeba`` attribute mix of samples versus test photos; the curve over kept training snapshots."""
+    from latentshop.metrics.kid import mobilenet_features
+    from latentshop.metrics.perceptual import load_mobilenet
+
+    t0 = time.perf_counter()
+    res, ch = G.img_resolution, G.img_channels
+    test = _celeba_split("test", res, ch)
+    train = _celeba_split("train", res, ch)
+    k = min(n_swd, len(test))
+    gen = torch.Generator().manual_seed(0)
+    train_k = train[torch.randperm(len(train), generator=gen)[:k]]
+    net = load_mobilenet()
+    f_test, f_train = mobilenet_features(test, net=net), mobilenet_features(train_k, net=net)
+    fake = sample(G, max(k, n))
+    out: dict[str, Any] = {
+        "n_swd": k, "n": n,
+        "swd": sliced_wasserstein(test[:k], fake[:k]),
+        "swd_floor_train_vs_test": sliced_wasserstein(test[:k], train_k),
+        "kid_mobilenet": _kid(f_test, mobilenet_features(fake[:k], net=net)),
+        "kid_mobilenet_floor_train_vs_test": _kid(f_test, f_train),
+        "kid_mobilenet_psi0.7": _kid(f_test, mobilenet_features(sample(G, k, psi=0.7), net=net)),
+    }
+    try:
+        ev = load_evaluator("celeba")
+    except Exception:  # noqa: BLE001 - measured once the evaluator is shipped
+        ev = None
+    if ev is not None:
+        p_test = ev.predict_proba(_uint8_to_float(test))
+        p_fake = ev.predict_proba(fake[:n])
+        usable = ev.metrics.get("usable", ev.attributes)
+        out["attribute_mix"] = [{"attribute": a, "test_photos": float((p_test[:, i] > 0.5).double().mean()),
+                                 "samples": float((p_fake[:, i] > 0.5).double().mean())}
+                                for i, a in enumerate(ev.attributes) if a in usable]
+    curve = []
+    for snap in snapshots or []:
+        Gs = load_generator(snap)
+        f = sample(Gs, k)
+        curve.append({"kimg": json.loads((snap / "config.json").read_text())["info"]["trained_kimg"],
+                      "swd_avg": sliced_wasserstein(test[:k], f)["swd_avg"],
+                      "kid_mobilenet": _kid(f_test, mobilenet_features(f, net=net))})
+        print(f"snapshot {snap.name}: {curve[-1]}", flush=True)
+    out["curve"] = curve
+    out["seconds"] = round(time.perf_counter() - t0, 1)
+    return out
 
 
 def measure_default(G: torch.nn.Module, n: int, n_swd: int) -> dict[str, Any]:
@@ -209,9 +278,30 @@ def markdown(name: str, r: dict[str, Any]) -> str:
     if r.get("training"):
         t = r["training"]
         lines.append(f"Training: {t['kimg']:.0f} kimg in {t['hours']:.1f} h on this 2-core CPU "
-                     f"(median {t['median_images_per_s']:.1f} images/s, bfloat16 autocast).\n")
+                     f"(median {t['median_images_per_s']:.1f} images/s, {t.get('precision', 'bfloat16 autocast')}).\n")
     lines.append("### SWD against the held-out split\n")
     lines.append(_swd_line(r))
+    if "kid_mobilenet" in r:
+        lines.append("### Kernel distance on MobileNetV2 features (not the standard Inception KID)\n")
+        lines.append("| samples | KID x 1e3 | floor: train vs test photos |\n|---|---|---|")
+        lines.append(f"| psi 1 | {r['kid_mobilenet'] * 1e3:.2f} | {r['kid_mobilenet_floor_train_vs_test'] * 1e3:.2f} |")
+        lines.append(f"| psi 0.7 | {r['kid_mobilenet_psi0.7'] * 1e3:.2f} | |")
+        lines.append(f"\nKID's unbiased estimator (cubic kernel, 100 subsets of up to 1000) between {r['n_swd']} samples and the "
+                     f"{r['n_swd']} held-out test photos, on the bundled ImageNet MobileNetV2's pooled 1280-D features at 224 px "
+                     "(`latentshop evaluate --metrics kid-mobilenet`). Only comparable with values measured the same way.\n")
+    if r.get("curve"):
+        lines.append("### Over training\n")
+        lines.append(f"![SWD and KID over kimg](images/{name}-curve.png)\n")
+        lines.append("| kimg | SWD avg x 1e3 | KID (MobileNet) x 1e3 |\n|---|---|---|")
+        for row in r["curve"]:
+            lines.append(f"| {row['kimg']:.0f} | {row['swd_avg']:.2f} | {row['kid_mobilenet'] * 1e3:.2f} |")
+        lines.append("")
+    if r.get("attribute_mix"):
+        lines.append("### Attribute mix: samples versus test photos (the `celeba` evaluator)\n")
+        lines.append("| attribute | test photos | samples |\n|---|---|---|")
+        for row in r["attribute_mix"]:
+            lines.append(f"| {row['attribute']} | {row['test_photos']:.1%} | {row['samples']:.1%} |")
+        lines.append(f"\nShare of images the classifier calls positive (balanced threshold 0.5), {r['n']} samples; usable attributes only.\n")
     if "factors" in r:
         lines.append("### Factor distribution: samples versus data (the `synthetic` evaluator)\n")
         lines.append(f"Evaluator predictions on {r['n']} samples and on {r['n']} held-out renders; `truth` is the renders' "
@@ -292,9 +382,93 @@ def evaluator_docs() -> Path:
         lines.append("| **mean IoU** | " + " | ".join(f"**{pm[d]['mean_iou']:.3f}**" for d in (*DOMAINS, "all")) + " |")
         lines.append("| pixel accuracy | " + " | ".join(f"{pm[d]['pixel_accuracy']:.3f}" for d in (*DOMAINS, "all")) + " |")
         lines.append("")
+    lines += _face_evaluator_docs()
     path = DOCS / "evaluators.md"
-    _write_atomic(path, "\n".join(lines))
+    kept = ""
+    if path.is_file() and HAND_WRITTEN in path.read_text():
+        kept = path.read_text().split(HAND_WRITTEN, 1)[1]
+    _write_atomic(path, "\n".join(lines) + "\n" + HAND_WRITTEN + kept)
     return path
+
+
+HAND_WRITTEN = "<!-- Sections below this line are written by hand; benchmarks/model_quality.py keeps them. -->"
+#: the attributes the `default` model's InterFaceGAN edits come from (edit name: CelebA attribute)
+EDIT_ATTRIBUTES = ("Smiling", "Young", "Male", "Eyeglasses", "No_Beard", "Bald", "Blond_Hair", "Bangs",
+                   "Mouth_Slightly_Open", "Heavy_Makeup", "Wearing_Hat")
+
+
+def _face_evaluator_docs() -> list[str]:
+    lines: list[str] = []
+    try:
+        att = load_evaluator("celeba")
+    except Exception:  # noqa: BLE001 - not shipped yet
+        att = None
+    if att is not None:
+        m, info = att.metrics, att.info
+        cv = info.get("cross_validation", {})
+        lines += ["## `celeba` — CelebA attribute classifier (colour faces)\n",
+                  f"{info.get('recipe', '')}; regularisation C = {info.get('C')} chosen by cross-validation "
+                  f"(mean AUC per C: {info.get('C_grid_mean_auc')}). Trained on the {info.get('images')} labelled train "
+                  f"photos of celeba-faces ({info.get('persons')} persons) and their mirror images, "
+                  f"{info.get('seconds', 0) / 60:.0f} min on this CPU. Its data is CelebA: non-commercial research use.\n",
+                  f"Scored on the test split's {m['images']} labelled photos (persons never seen) and by 5-fold "
+                  f"cross-validation on the train photos grouped by person (the test split is small, so the "
+                  f"cross-validated figures are the steadier ones). Mean test AUC **{m['mean_auc']:.3f}**. "
+                  f"**Usable** ({m['usable_rule']}): {len(m['usable'])} of {len(att.attributes)}; CelebA's labels "
+                  "are noisy, and the attributes below the line are too unreliable to edit or measure with.\n",
+                  "| attribute | test AUC | test balanced acc. | test positives | CV AUC | CV balanced acc. | train rate | usable |",
+                  "|---|---|---|---|---|---|---|---|"]
+        order = sorted(att.attributes, key=lambda a: (a not in m["usable"], a not in EDIT_ATTRIBUTES, -cv.get(a, {}).get("auc", 0)))
+        for a in order:
+            t, c = m["attributes"][a], cv.get(a, {})
+            lines.append(f"| {a}{' (edit)' if a in EDIT_ATTRIBUTES else ''} | {t['auc']:.3f} | {t['balanced_accuracy']:.3f} | "
+                         f"{t['positives']} | {c.get('auc', float('nan')):.3f} | {c.get('balanced_accuracy', float('nan')):.3f} | "
+                         f"{c.get('positive_rate', float('nan')):.2f} | {'yes' if a in m['usable'] else 'no'} |")
+        lines.append("")
+    try:
+        ident = load_evaluator("identity")
+    except Exception:  # noqa: BLE001 - not shipped yet
+        ident = None
+    if ident is not None:
+        m, info = ident.metrics, ident.info
+        o = info.get("options", {})
+        lines += ["## `identity` — face-identity embedding (colour faces)\n",
+                  f"{info.get('recipe', '')}: ArcFace loss (s = {o.get('scale')}, m = {o.get('margin')}), "
+                  f"{o.get('steps')} steps of batch {o.get('batch_size')}, {info.get('images')} photos of "
+                  f"{info.get('persons')} persons, {info.get('seconds', 0) / 60:.0f} min on this CPU; a {o.get('dim')}-D unit "
+                  "embedding, differentiable, the identity loss of the encoders, pivotal tuning and caricature. Data: "
+                  "CelebA (non-commercial research use).\n",
+                  f"Verified on every pair of the test split's {m['images']} photos ({m['persons']} persons never trained on, "
+                  f"{m['pairs']} pairs of which {m['same_pairs']} same-person): same- versus different-person ROC AUC "
+                  f"**{m['auc']:.3f}** (mean cosine {m['same_mean']:.2f} same, {m['different_mean']:.2f} different); dlib's "
+                  f"face-recognition network on the same pairs: **{m.get('dlib', {}).get('auc', float('nan')):.3f}**; the two "
+                  f"similarities correlate at {m.get('correlation_with_dlib', float('nan')):.2f}.\n"]
+    return lines
+
+
+def curve_plot(curve: list[dict[str, Any]], path: Path) -> None:
+    """SWD and KID over training kimg, as a small PNG drawn with Pillow."""
+    from PIL import Image, ImageDraw
+
+    w, h, pad = 640, 300, 40
+    img = Image.new("RGB", (w, h), "white")
+    draw = ImageDraw.Draw(img)
+    kimg = [c["kimg"] for c in curve]
+    x0, x1 = min(kimg), max(max(kimg), min(kimg) + 1)
+    for key, colour, label in (("swd_avg", (200, 40, 40), "SWD avg"), ("kid_mobilenet", (40, 80, 200), "KID (MobileNet)")):
+        vals = [c[key] for c in curve]
+        lo, hi = min(0.0, min(vals)), max(vals) or 1.0
+        pts = [(pad + (k - x0) / (x1 - x0) * (w - 2 * pad), h - pad - (v - lo) / (hi - lo) * (h - 2 * pad)) for k, v in zip(kimg, vals)]
+        if len(pts) > 1:
+            draw.line(pts, fill=colour, width=2)
+        for p in pts:
+            draw.ellipse([p[0] - 2, p[1] - 2, p[0] + 2, p[1] + 2], fill=colour)
+        draw.text((pad + (0 if key == "swd_avg" else 200), 8), f"{label} (0 .. {hi:.3g})", fill=colour)
+    draw.line([(pad, h - pad), (w - pad, h - pad)], fill="black")
+    draw.text((pad, h - pad + 8), f"{x0:.0f} kimg", fill="black")
+    draw.text((w - pad - 60, h - pad + 8), f"{x1:.0f} kimg", fill="black")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img.save(path)
 
 
 def write_docs() -> Path:
@@ -302,7 +476,7 @@ def write_docs() -> Path:
              "Measured by `benchmarks/model_quality.py` (this file is generated; the numbers are in "
              "`benchmarks/results/model_*.json`). Reproduce a model from scratch with "
              "`latentshop train --preset NAME -o runs/NAME`.\n"]
-    for name in ("default", "synthetic"):
+    for name in MODELS:
         md = RESULTS / f"model_{name}.md"
         if md.is_file():
             parts.append(md.read_text())
@@ -313,7 +487,7 @@ def write_docs() -> Path:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("model", choices=["default", "synthetic", "evaluators", "docs"],
+    ap.add_argument("model", choices=[*MODELS, "evaluators", "docs"],
                     help="a model to measure; 'evaluators' or 'docs' only rewrite docs/evaluators.md or docs/models.md from stored results")
     ap.add_argument("--run", type=Path, default=None, help="the training run folder (for the training time)")
     ap.add_argument("--n", type=int, default=N_DEFAULT, help="samples for the label distributions")
@@ -323,7 +497,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(f"wrote {evaluator_docs()}")
         return {}
     if args.model == "docs":  # re-render from the stored JSON and the shipped configs' info
-        for name in ("default", "synthetic"):
+        for name in MODELS:
             path = RESULTS / f"model_{name}.json"
             if path.is_file():
                 result = json.loads(path.read_text())
@@ -339,8 +513,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     result["model_info"] = cfg.get("info", {})
     result["grids"] = seed_grids(G, args.model)
     result["training"] = training_hours(args.run) or result["model_info"].get("training")
-    measure = measure_synthetic if args.model == "synthetic" else measure_default
-    result.update(measure(G, args.n, args.n_swd))
+    if args.model == "synthetic":
+        result.update(measure_synthetic(G, args.n, args.n_swd))
+    elif G.img_channels == 3:  # the colour real-face model (celeba-faces)
+        snaps = sorted(args.run.glob("snapshot-*[0-9]")) if args.run is not None else []
+        result.update(measure_celeba(G, args.n, args.n_swd, snapshots=[p for p in snaps if (p / "config.json").is_file()]))
+        if result["curve"]:
+            curve_plot(result["curve"], DOCS / "images" / f"{args.model}-curve.png")
+    else:
+        result.update(measure_default(G, args.n, args.n_swd))
     _write_atomic(RESULTS / f"model_{args.model}.json", json.dumps(result, indent=1) + "\n")
     _write_atomic(RESULTS / f"model_{args.model}.md", markdown(args.model, result))
     print(markdown(args.model, result))

@@ -150,7 +150,7 @@ def preset_case(name: str, *, batch_size: int | None = None) -> TrainingCase:
 
 def colour_case(channel_base: int, channel_max: int, *, res: int = 128, batch_size: int | None = None) -> TrainingCase:
     """A colour model at ``res`` with the ``default`` recipe (ADA, R1 gamma 0.0002 res^2 / batch, path length)."""
-    base = get_preset("default").options
+    base = get_preset("lfw").options
     batch = batch_size or base.batch_size
     G_kwargs, D_kwargs = architecture(res, 3, channel_base=channel_base, channel_max=channel_max)
     options = replace(base, batch_size=batch, loss=replace(base.loss, r1_gamma=0.0002 * res**2 / batch))
@@ -158,7 +158,7 @@ def colour_case(channel_base: int, channel_max: int, *, res: int = 128, batch_si
 
 
 def default_cases(batch_size: int | None = None, *, wide: bool = True) -> list[TrainingCase]:
-    cases = [preset_case(name, batch_size=batch_size) for name in ("default", "synthetic")]
+    cases = [preset_case(name, batch_size=batch_size) for name in ("lfw", "synthetic")]
     cases.append(colour_case(4096, 128, batch_size=batch_size))
     if wide:
         cases.append(colour_case(8192, 256, batch_size=batch_size))
@@ -436,7 +436,7 @@ def encoder_speed(dtype: str, *, compiled: bool, steps: int = 3, batch: int = 16
     allowed = fused.compile_state()["enabled"]
     fused.set_compile(compiled and allowed)
     try:
-        case = preset_case("default")
+        case = preset_case("lfw")
         torch.manual_seed(0)
         G = Generator(**case.G_kwargs).eval()
         options = EncoderTrainOptions(batch_size=batch, sample_fraction=1.0, perceptual=0.0, bf16=dtype == "bfloat16",

@@ -26,7 +26,7 @@ def synthetic():
 
 @pytest.fixture(scope="module")
 def default():
-    return latentshop.load_model("default")
+    return latentshop.load_model("lfw")
 
 
 def test_load_target_from_a_file_an_image_and_an_array(default, tmp_path):

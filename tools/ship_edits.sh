@@ -6,7 +6,7 @@ set -euo pipefail
 LS=${LS:-.venv/bin/latentshop}
 what=${1:-all}
 if [[ $what == all || $what == directions ]]; then
-  for model in synthetic default; do
+  for model in synthetic lfw; do
     out=src/latentshop/zoo/$model/edits
     mkdir -p "$out"
     $LS directions compute --method interfacegan --model $model --n 20000 --out $out/interfacegan.npz --force --device cpu
@@ -19,5 +19,5 @@ if [[ $what == all || $what == stylespace ]]; then
   $LS stylespace find --model synthetic --device cpu --out src/latentshop/zoo/synthetic/edits/stylespace.npz \
     -a smile -a eye_open -a eye_size -a brow -a hair_colour -a hair_length -a glasses -a beard -a age -a skin_tone \
     -a face_width -a yaw -a light -a background_hue:cos -a clothing_hue:cos
-  $LS stylespace find --model default --device cpu --out src/latentshop/zoo/default/edits/stylespace.npz -a smile -a surprise
+  $LS stylespace find --model lfw --device cpu --out src/latentshop/zoo/lfw/edits/stylespace.npz -a smile -a surprise
 fi

@@ -5,7 +5,7 @@
 # src/latentshop/zoo/<model>/encoders/<kind>.
 set -e
 KIMG=${KIMG:-26}
-for job in synthetic:psp synthetic:e4e default:e4e default:psp; do
+for job in synthetic:psp synthetic:e4e lfw:e4e lfw:psp; do
   model=${job%%:*}; kind=${job##*:}
   if [ "$model" = synthetic ]; then data=synthetic:photo; split=""; else data=../shared/data/lfw-faces; split="--split train"; fi
   out=runs/encoders/$model-$kind

@@ -32,7 +32,7 @@ def test_each_file_is_read_once(monkeypatch):
     calls = []
     real = loader.read_checkpoint
     monkeypatch.setattr(bundle_module, "read_checkpoint", lambda p: calls.append(p) or real(p))
-    b = load_model("default")
+    b = load_model("lfw")
     _ = b.D, b.G, b.edits, b.edits, b.encoders, b.encoders
     assert len(calls) == 1
 

@@ -13,7 +13,7 @@ from latentshop.checkpoints.zoo import BUNDLED_DIR, resolve_model
 from latentshop.cli.main import app
 from latentshop.errors import CheckpointError
 
-EXPECTED = {"default": 1, "synthetic": 3}  # name -> image channels
+EXPECTED = {"lfw": 1, "synthetic": 3}  # name -> image channels
 
 
 def test_bundled_models_are_listed():
@@ -43,11 +43,11 @@ def test_bundled_model_loads_by_name(name):
 def test_extra_models_folder_and_unknown_names(tmp_path, monkeypatch):
     import shutil
 
-    shutil.copytree(resolve_model("default"), tmp_path / "mine")
+    shutil.copytree(resolve_model("lfw"), tmp_path / "mine")
     monkeypatch.setenv("LATENTSHOP_MODELS", str(tmp_path))
     assert "mine" in latentshop.list_models()
     assert latentshop.load_generator("mine").img_channels == 1
-    with pytest.raises(CheckpointError, match="default"):  # the message names the models that exist
+    with pytest.raises(CheckpointError, match="lfw"):  # the message names the models that exist
         latentshop.load_generator("no-such-model")
 
 

@@ -120,3 +120,25 @@ def test_extreme_strength_warns(model, tmp_path):
 def test_existing_direction_file_is_kept(model):
     r = runner.invoke(app, ["directions", "compute", "--method", "sefa", "--model", str(model), "--out", str(model / "edits" / "sefa.npz")])
     assert r.exit_code == 1 and "--force" in r.output
+
+
+@pytest.mark.parametrize("evaluator, expected", [("celeba", {"gender", "age"}), ("landmarks", {"yaw", "mouth_open"})])
+def test_interfacegan_with_a_face_evaluator_works_for_any_model(model, tmp_path, evaluator, expected):
+    """`--evaluator celeba|landmarks` on models that have no such evaluator of their own (like a user's checkpoint)."""
+    from latentshop.checkpoints.edit_files import load_directions
+
+    out = tmp_path / f"{evaluator}.npz"
+    target = str(model) if evaluator == "celeba" else "lfw"  # landmarks need faces: the grey real-face model
+    args = ["directions", "compute", "--method", "interfacegan", "--model", target, "--evaluator", evaluator,
+            "--n", "120", "--ratio", "0.3", "--out", str(out)]
+    if evaluator == "landmarks":
+        args += ["--attributes", "yaw,mouth_open"]
+    r = runner.invoke(app, args)
+    assert r.exit_code == 0, r.output
+    names = set(load_directions(out).names)
+    assert expected <= names
+    if evaluator == "celeba":
+        from latentshop.models.face_evaluators import EDIT_NAMES
+
+        # the edit names of usable attributes by default (an attribute a random model never shows is skipped), not all 40
+        assert names <= set(EDIT_NAMES) and len(names) >= 3

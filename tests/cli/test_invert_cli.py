@@ -131,7 +131,7 @@ def test_align_invert_paste_back_on_a_real_photo(tmp_path):
     if not photo.is_file():
         pytest.skip("../shared/data/faces is not present")
     out = tmp_path / "out"
-    res = runner.invoke(app, ["invert", str(photo), "--model", "default", "--align", "--paste-back", "--steps", "5",
+    res = runner.invoke(app, ["invert", str(photo), "--model", "lfw", "--align", "--paste-back", "--steps", "5",
                               "--outdir", str(out)])
     assert res.exit_code == 0, res.output
     m = json.loads((out / f"{photo.stem}.json").read_text())
@@ -139,12 +139,12 @@ def test_align_invert_paste_back_on_a_real_photo(tmp_path):
     assert Image.open(out / f"{photo.stem}-pasted.png").size == Image.open(photo).size
     assert Image.open(out / f"{photo.stem}-aligned.png").size == (64, 64)
     lat = load_latent(out / f"{photo.stem}.npz")
-    assert lat.space == "w+" and lat.meta["model"] == "default"
+    assert lat.space == "w+" and lat.meta["model"] == "lfw"
 
 
 def test_align_without_a_face_is_one_clear_line(tmp_path):
     blank = tmp_path / "wall.png"
     Image.new("RGB", (300, 300), (120, 130, 140)).save(blank)
-    res = runner.invoke(app, ["invert", str(blank), "--model", "default", "--align", "--steps", "2", "--outdir", str(tmp_path / "o")])
+    res = runner.invoke(app, ["invert", str(blank), "--model", "lfw", "--align", "--steps", "2", "--outdir", str(tmp_path / "o")])
     assert res.exit_code == 1 and "Traceback" not in res.output
     assert "wall.png" in res.output and "no face" in res.output

@@ -16,7 +16,7 @@ from latentshop.inversion.encoders import ENCODER_METHODS
 from latentshop.latents import synthesize
 from latentshop.metrics.image import psnr
 
-MODELS = ("synthetic", "default")
+MODELS = ("synthetic", "lfw")
 
 
 @pytest.fixture(scope="module", params=MODELS)
@@ -59,7 +59,7 @@ def test_both_kinds_are_shipped_and_small(model):
         E = load_encoder(found[kind], G=G)
         assert E.kind == kind and E.restyle
         assert bundle.encoder(kind).kind == kind and bundle.encoder(kind).path == found[kind]
-    other = load_generator("default" if name == "synthetic" else "synthetic")
+    other = load_generator("lfw" if name == "synthetic" else "synthetic")
     with pytest.raises(CheckpointError, match="another generator"):
         load_encoder(found["e4e"], G=other)
 

