@@ -45,6 +45,8 @@ def test_attribute_classifier_scores_edit_names_and_round_trips(tmp_path):
 def test_identity_embedder_is_unit_length_and_differentiable(tmp_path):
     torch.manual_seed(0)
     net = IdentityEmbedder(dim=32).eval()
+    for p in net.trunk.parameters():  # a fresh trunk is all zeros (its weights always come from a file)
+        torch.nn.init.normal_(p, std=0.2)
     a = (torch.rand(2, 3, 128, 128) * 2 - 1).requires_grad_(True)
     b = torch.rand(2, 3, 128, 128) * 2 - 1
     sim = net.similarity(a, b)

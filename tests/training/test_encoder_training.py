@@ -217,3 +217,25 @@ def test_two_processes_equal_one(tmp_path):
     for k in one:
         assert torch.allclose(r0[k], one[k], atol=1e-4, rtol=1e-3), k
     assert sum(not torch.equal(one[k], start[k]) for k in one) > len(one) // 2
+
+
+def test_identity_loss_joins_the_objective_and_reaches_the_encoder(G, tmp_path):
+    from latentshop.checkpoints.evaluators import save_evaluator
+    from latentshop.models.face_evaluators import IdentityEmbedder
+
+    torch.manual_seed(0)
+    net = IdentityEmbedder(dim=16, size=64).eval()
+    for p in net.trunk.parameters():  # an untrained trunk is all zeros: every image would embed alike
+        torch.nn.init.normal_(p, std=0.3)
+    path = save_evaluator(net, tmp_path / "id")
+    E = build_encoder(G, fast_options(), **ARCH)
+    trainer = EncoderTrainer(G, E, None, fast_options(identity=0.5, identity_net=str(path)))
+    logs = trainer.train_step()
+    assert "identity" in logs and 0 <= logs["identity"] <= 2
+    target, _ = trainer.batch()
+    E.requires_grad_(True)
+    img = G.synthesis(E(target, E.start_ws(target.shape[0]), E.start_image(target.shape[0])), noise_mode="const")
+    loss = trainer.reconstruction_losses(img, target)["identity"]
+    assert loss > 0 and loss.requires_grad  # different faces differ, and a gradient reaches the encoder
+    with pytest.raises(ConfigError, match="identity embedding"):
+        EncoderTrainer(G, build_encoder(G, fast_options(), **ARCH), None, fast_options(identity=0.5, identity_net="expression"))

@@ -45,6 +45,8 @@ def train_encoder_command(
     perceptual: float = typer.Option(0.8, min=0.0, help="Weight of the perceptual distance."),
     mse: float = typer.Option(1.0, min=0.0, help="Weight of the pixel MSE."),
     ms_ssim: float = typer.Option(0.0, min=0.0, help="Weight of 1 - MS-SSIM."),
+    identity: float = typer.Option(0.0, min=0.0, help="Weight of the identity loss, 1 - cosine of identity embeddings (pSp/e4e use 0.1 on faces)."),
+    identity_net: str = typer.Option("identity", "--identity-net", help="Identity embedding: an evaluator name or folder (the bundled 'identity' is trained on colour faces)."),
     latent: float = typer.Option(0.1, min=0.0, help="Weight of the latent loss on generator samples."),
     width: int = typer.Option(32, min=4, max=256, help="Backbone stem width (stages double it up to 8x)."),
     style_channels: int = typer.Option(96, min=8, max=1024, help="Channels of the feature pyramid and style heads."),
@@ -95,6 +97,7 @@ def train_encoder_command(
         raise ConfigError("--sample-fraction below 1 needs real images: give --data")
     options = replace(EncoderTrainOptions(), kind=kind, restyle=restyle, iterations=iterations, batch_size=batch,
                       sample_fraction=fraction, total_kimg=kimg, lr=lr, perceptual=perceptual, mse=mse, ms_ssim=ms_ssim,
+                      identity=identity, identity_net=identity_net,
                       latent=latent, progressive_every=progressive_every, bf16=bf16, seed=seed)
     arch = dict(widths=[width, width * 2, width * 4, width * 8], blocks=blocks, style_channels=style_channels)
     if is_main():

@@ -68,6 +68,8 @@ class EncoderTrainOptions:
     perceptual: float = 0.8  # perceptual distance weight (pSp's LPIPS lambda)
     perceptual_net: str = "mobilenet"  # perceptual back-end (see latentshop.metrics.perceptual)
     ms_ssim: float = 0.0  # 1 - MS-SSIM weight
+    identity: float = 0.0  # 1 - identity cosine weight (pSp / e4e's ArcFace loss, lambda 0.1 on faces); needs identity_net
+    identity_net: str = "identity"  # evaluator name or folder of the identity embedding (latentshop.models.face_evaluators)
     latent: float = 0.1  # ws loss on generator samples (per-dimension variance units)
     delta_reg: float = 2e-4  # e4e: weight of the offsets' L2 norms (e4e's delta_norm_lambda)
     adv: float = 0.1  # e4e: weight of the latent discriminator's loss (e4e's w_discriminator_lambda)
@@ -145,6 +147,15 @@ class EncoderTrainer:
         self.perceptual = perceptual_loss(G, options.perceptual_net) if options.perceptual > 0 else None
         if self.perceptual is not None:
             self.perceptual.requires_grad_(False)
+        self.identity_net = None
+        if options.identity > 0:
+            from latentshop.checkpoints.evaluators import load_evaluator
+
+            net = load_evaluator(options.identity_net, device=self.device)
+            if getattr(net, "kind", None) != "identity":
+                raise ConfigError(f"--identity-net must be an identity embedding (such as 'identity'); "
+                                  f"{options.identity_net!r} is a {getattr(net, 'kind', type(net).__name__)}")
+            self.identity_net = net
         _, w_std = w_stats(G)
         self.w_var = w_std**2 / G.w_dim  # per-dimension variance of w: the latent loss's unit
         self.step = 0
@@ -208,6 +219,10 @@ class EncoderTrainer:
             from latentshop.metrics.image import ms_ssim
 
             out["ms_ssim"] = (1 - ms_ssim(img.float().clamp(-1, 1), target)).mean()
+        if self.identity_net is not None:
+            with torch.no_grad():
+                ref = self.identity_net(target)
+            out["identity"] = (1 - (self.identity_net(img.float()) * ref).sum(1)).mean()
         return out
 
     # -- one step ----------------------------------------------------------------------------------
@@ -235,7 +250,8 @@ class EncoderTrainer:
                 img = G.synthesis(ws, noise_mode="const", impl="fast")
             ws = ws.float()
             terms = self.reconstruction_losses(img, target)
-            total = o.mse * terms["mse"] + o.perceptual * terms.get("perceptual", 0) + o.ms_ssim * terms.get("ms_ssim", 0)
+            total = (o.mse * terms["mse"] + o.perceptual * terms.get("perceptual", 0) + o.ms_ssim * terms.get("ms_ssim", 0)
+                     + o.identity * terms.get("identity", 0))
             if ws_true is not None and o.latent > 0:
                 terms["latent"] = (ws[n - ws_true.shape[0]:] - ws_true).square().mean() / self.w_var
                 total = total + o.latent * terms["latent"]
