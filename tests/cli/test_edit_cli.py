@@ -142,3 +142,24 @@ def test_interfacegan_with_a_face_evaluator_works_for_any_model(model, tmp_path,
 
         # the edit names of usable attributes by default (an attribute a random model never shows is skipped), not all 40
         assert names <= set(EDIT_NAMES) and len(names) >= 3
+
+
+def test_real_face_models_take_stylespace_locality_from_landmark_regions():
+    """Without a part segmenter of its own, a real-face model's part masks are the landmark regions
+    (the synthetic part segmenter only serves models labelled by the synthetic factor regressor)."""
+    import latentshop
+    from latentshop.cli.edit import _part_masks_fn
+    from latentshop.editing.stylespace import FACE_ATTRIBUTE_REGIONS
+
+    bundle = latentshop.load_model("lfw", device="cpu")
+    fn = _part_masks_fn(bundle)
+    assert fn is not None and fn.kind == "landmarks"
+    with torch.no_grad():
+        img = bundle.G(torch.randn(2, bundle.G.z_dim, generator=torch.Generator().manual_seed(0)), noise_mode="const")
+    masks = fn(img)
+    assert set(masks) == {"face", "eyes", "brows", "nose", "mouth"}
+    for m in masks.values():
+        assert m.shape == (2, 1, 64, 64) and 0 <= float(m.min()) and float(m.max()) <= 1
+    assert float(masks["mouth"].sum()) > 0 and float(masks["face"].sum()) > float(masks["mouth"].sum())
+    assert FACE_ATTRIBUTE_REGIONS["smile"] == ("mouth",)
+    assert _part_masks_fn(latentshop.load_model("synthetic", device="cpu")).kind == "parts"

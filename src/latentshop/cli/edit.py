@@ -216,8 +216,8 @@ def stylespace_find(
     top: int = typer.Option(10, min=1, help="Channels listed per attribute."),
     n: int = typer.Option(5000, min=100, help="Samples scored to find the positive examples."),
     candidates: int = typer.Option(30, min=1, help="Channels per attribute measured by pushing them."),
-    parts: bool = typer.Option(True, "--parts/--no-parts", help="Measure each channel's locality with the part segmenter (synthetic faces)."),
-    part: Optional[list[str]] = typer.Option(None, "--part", help="Part(s) the attribute lives in, e.g. mouth (default: the synthetic factors' own)."),
+    parts: bool = typer.Option(True, "--parts/--no-parts", help="Measure each channel's locality: the part segmenter (synthetic faces) or the landmark regions (real faces)."),
+    part: Optional[list[str]] = typer.Option(None, "--part", help="Part(s) or region(s) the attribute lives in, e.g. mouth (default: the attribute's own, see FACE_ATTRIBUTE_REGIONS)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the channels as an edit file (.npz)."),
     seed: int = typer.Option(0, help="Seed of the samples."),
     device: str = typer.Option("auto", help="'auto', 'cpu', 'cuda' or 'cuda:N'."),
@@ -245,13 +245,14 @@ def stylespace_find(
     masks_fn = _part_masks_fn(bundle) if parts else None
     where = None
     if masks_fn is not None:
-        from latentshop.editing.stylespace import SYNTHETIC_FACTOR_PARTS
+        from latentshop.editing.stylespace import FACE_ATTRIBUTE_REGIONS, SYNTHETIC_FACTOR_PARTS
 
-        where = {a: SYNTHETIC_FACTOR_PARTS.get(a) for a in attrs}
+        table = FACE_ATTRIBUTE_REGIONS if masks_fn.kind == "landmarks" else SYNTHETIC_FACTOR_PARTS
+        where = {a: table.get(a) for a in attrs}
         if part:
             where = {a: tuple(part) for a in attrs}
     elif part:
-        raise ConfigError("--part needs the part segmenter, which applies to colour models (synthetic faces)")
+        raise ConfigError("--part needs part masks: the part segmenter (synthetic faces) or the landmark regions (real faces)")
     with progress() as bar:
         task = bar.add_task("measuring channels", total=None)
         found = find_channels(G, ev, attrs, n=n, candidates=candidates, top=top, seed=seed, part_masks=masks_fn, parts=where,
@@ -277,20 +278,36 @@ def stylespace_find(
 
 
 def _part_masks_fn(bundle: ModelBundle):  # type: ignore[no-untyped-def]
-    """Part masks of images from the model's part segmenter (the shipped one for colour models), or
-    ``None`` where it does not apply."""
-    from latentshop.checkpoints.evaluators import list_evaluators, load_evaluator
+    """Part masks of images: the model's own part evaluator; else the synthetic part segmenter when
+    the model's labels come from the synthetic factor regressor; else the landmark regions (any
+    real face model). ``fn.kind`` says which ("parts" or "landmarks"); ``None`` without dlib."""
+    from latentshop.checkpoints.evaluators import load_evaluator
+    from latentshop.errors import LatentshopError
+    from latentshop.models.evaluators import FactorRegressor
 
     if "parts" in bundle.evaluator_names:
         seg = bundle.evaluator("parts")
-    elif bundle.G.img_channels == 3 and "parts" in list_evaluators():
+    elif "labels" in bundle.evaluator_names and isinstance(bundle.evaluator("labels"), FactorRegressor):
         seg = load_evaluator("parts", device=bundle.device)
     else:
-        return None
+        try:
+            seg = load_evaluator("landmarks")
+        except LatentshopError:
+            return None
+    if getattr(seg, "kind", "") == "landmarks":
+        regions = list(seg.parts)
+
+        def fn(images: torch.Tensor) -> dict[str, torch.Tensor]:
+            masks = seg.region_masks(images, regions)  # [N, R, H, W]
+            return {r: masks[:, i:i + 1] for i, r in enumerate(regions)}
+
+        fn.kind = "landmarks"
+        return fn
     from latentshop.data.synthetic import PART_NAMES
 
     def fn(images: torch.Tensor) -> dict[str, torch.Tensor]:
         labels = seg.predict(images)  # [N, H, W]
         return {p: (labels == i).float().unsqueeze(1) for i, p in enumerate(PART_NAMES)}
 
+    fn.kind = "parts"
     return fn

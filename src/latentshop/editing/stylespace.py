@@ -43,6 +43,7 @@ from latentshop.registry import EditControl, EditFamily, register_edit_family
 from latentshop.models.stylegan2 import Generator
 
 __all__ = [
+    "FACE_ATTRIBUTE_REGIONS",
     "SYNTHETIC_FACTOR_PARTS",
     "ChannelInfo",
     "ChannelSet",
@@ -62,6 +63,15 @@ SYNTHETIC_FACTOR_PARTS: Mapping[str, tuple[str, ...] | None] = {
     "hair_length": ("hair", "background", "clothing"), "glasses": ("glasses", "eyes"), "beard": ("beard", "skin"),
     "age": ("skin",), "yaw": None, "light": None, "background_hue:cos": ("background",), "background_hue:sin": ("background",),
     "clothing_hue:cos": ("clothing",), "clothing_hue:sin": ("clothing",),
+}
+
+
+#: Where each edit of real faces lives, in the landmark evaluator's regions; ``None``: everywhere (or outside the face).
+FACE_ATTRIBUTE_REGIONS: Mapping[str, tuple[str, ...] | None] = {
+    "smile": ("mouth",), "mouth_open": ("mouth",), "mouth_width": ("mouth",), "smile_curve": ("mouth",),
+    "glasses": ("eyes", "brows", "nose"), "eye_open": ("eyes",), "brow_raise": ("brows",), "makeup": ("eyes", "mouth"),
+    "beard": ("face",), "age": ("face",), "gender": None, "bald": None, "blond": None, "bangs": None, "hat": None,
+    "yaw": None, "pitch": None, "roll": None,
 }
 
 
