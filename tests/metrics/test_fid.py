@@ -167,7 +167,7 @@ def test_bad_inputs_raise(detector_path):
 
 
 def test_registry():
-    assert list_metrics() == ["fid", "swd"]
+    assert list_metrics() == ["fid", "kid-mobilenet", "swd"]
     assert get_metric("swd") is SlicedWassersteinDistance
     assert get_metric("fid") is FrechetInceptionDistance
     with pytest.raises(ConfigError, match="known metrics"):

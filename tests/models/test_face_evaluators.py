@@ -75,7 +75,7 @@ def test_corrupt_attribute_names_are_refused(tmp_path):
         load_evaluator(path)
 
 
-@pytest.mark.parametrize("name", ["celeba"])
+@pytest.mark.parametrize("name", ["celeba", "identity"])
 def test_shipped_face_evaluators_record_their_scores(name):
     net = load_evaluator(name)
     if name == "celeba":
