@@ -408,14 +408,14 @@ def _face_evaluator_docs() -> list[str]:
         cv = info.get("cross_validation", {})
         lines += ["## `celeba` — CelebA attribute classifier (colour faces)\n",
                   f"{info.get('recipe', '')}; regularisation C = {info.get('C')} chosen by cross-validation "
-                  f"(mean AUC per C: {info.get('C_grid_mean_auc')}). Trained on the {info.get('images')} labelled train "
+                  f"(mean cross-validated AUC: {', '.join(f'C {c}: {v:.3f}' for c, v in info.get('C_grid_mean_auc', {}).items())}). Trained on the {info.get('images')} labelled train "
                   f"photos of celeba-faces ({info.get('persons')} persons) and their mirror images, "
                   f"{info.get('seconds', 0) / 60:.0f} min on this CPU. Its data is CelebA: non-commercial research use.\n",
                   f"Scored on the test split's {m['images']} labelled photos (persons never seen) and by 5-fold "
                   f"cross-validation on the train photos grouped by person (the test split is small, so the "
                   f"cross-validated figures are the steadier ones). Mean test AUC **{m['mean_auc']:.3f}**. "
                   f"**Usable** ({m['usable_rule']}): {len(m['usable'])} of {len(att.attributes)}; CelebA's labels "
-                  "are noisy, and the attributes below the line are too unreliable to edit or measure with.\n",
+                  "are noisy, and the attributes marked *no* are too unreliable to edit or measure with.\n",
                   "| attribute | test AUC | test balanced acc. | test positives | CV AUC | CV balanced acc. | train rate | usable |",
                   "|---|---|---|---|---|---|---|---|"]
         order = sorted(att.attributes, key=lambda a: (a not in m["usable"], a not in EDIT_ATTRIBUTES, -cv.get(a, {}).get("auc", 0)))
